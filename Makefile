@@ -1,0 +1,78 @@
+# Terrain: `make run` starts a local PostGIS and the API with demo data; `make test` runs the
+# whole suite against real PostGIS. Both install what is missing first.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PG_HOST ?= 127.0.0.1
+PG_PORT ?= 5432
+PG_USER ?= postgres
+DB_NAME ?= terrain
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PSQL := psql -h $(PG_HOST) -p $(PG_PORT) -U $(PG_USER) -v ON_ERROR_STOP=1 -qtA
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+export TERRAIN_DB_URL ?= postgresql+asyncpg://$(PG_USER)@$(PG_HOST):$(PG_PORT)/$(DB_NAME)
+export TERRAIN_TEST_DB_ADMIN_URL ?= postgresql+asyncpg://$(PG_USER)@$(PG_HOST):$(PG_PORT)/postgres
+
+.PHONY: run test deps postgis database migrate seed lint bench-nearby bench-routing clean
+
+run: deps postgis database migrate seed
+	$(BIN)/uvicorn api.main:create_app --factory --host $(HOST) --port $(PORT)
+
+test: deps postgis
+	$(BIN)/pytest -q
+
+deps: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# PostgreSQL with PostGIS: installed with apt when missing, started when stopped.
+postgis:
+	@if ! command -v pg_lsclusters >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-contrib; \
+	fi
+	@version=$$(ls /etc/postgresql | sort -n | tail -1); \
+	if ! ls /usr/share/postgresql/$$version/extension/postgis.control >/dev/null 2>&1; then \
+		echo "installing PostGIS for PostgreSQL $$version"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-$$version-postgis-3; \
+	fi; \
+	if ! pg_lsclusters -h | awk '{print $$4}' | grep -q online; then \
+		echo "starting PostgreSQL $$version"; \
+		$(SUDO) pg_ctlcluster --skip-systemctl-redirect $$version main start; \
+	fi
+	@for i in $$(seq 1 30); do pg_isready -q -h $(PG_HOST) -p $(PG_PORT) && exit 0; sleep 1; done; \
+		echo "PostgreSQL is not answering on $(PG_HOST):$(PG_PORT)"; exit 1
+
+database: postgis
+	@$(PSQL) -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$(DB_NAME)'" | grep -q 1 \
+		|| $(PSQL) -d postgres -c 'CREATE DATABASE "$(DB_NAME)"'
+	@$(PSQL) -d $(DB_NAME) -c 'CREATE EXTENSION IF NOT EXISTS postgis'
+
+migrate: deps database
+	$(BIN)/alembic upgrade head
+
+seed: deps migrate
+	$(BIN)/python -m api.cli seed-demo
+
+lint: deps
+	$(BIN)/ruff check api geo storage tests bench
+	$(BIN)/ruff format --check api geo storage tests bench
+	$(BIN)/mypy api geo storage
+
+bench-nearby: deps postgis
+	$(BIN)/python bench/nearby.py
+
+bench-routing: deps
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/routing.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Terrain's HTTP API: FastAPI routers, schemas, domain services and the database layer."""

@@ -1,0 +1,192 @@
+"""Accounts: registration, bearer tokens, the signed-in user."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Annotated, Literal
+
+from anyio import to_thread
+from fastapi import APIRouter, Depends
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import EmailStr, Field, model_validator
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.deps import CurrentUser, Public, SessionDep, SettingsDep
+from api.errors import Conflict, Forbidden, Invalid, NotAuthenticated
+from api.models import Organization, Role, User
+from api.schemas import ERROR_RESPONSES, Body, Out
+from api.security import hash_password, issue_token, verify_password
+
+router = APIRouter(tags=["accounts"], responses=ERROR_RESPONSES)
+
+Password = Annotated[str, Field(min_length=10, max_length=200)]
+
+
+class NewOrganization(Body):
+    name: str = Field(min_length=2, max_length=200)
+    description: str = Field("", max_length=2000)
+
+
+class Registration(Body):
+    email: EmailStr
+    password: Password
+    display_name: str = Field(min_length=1, max_length=200)
+    role: Literal["worker", "client"] = "worker"
+    organization: NewOrganization | None = Field(
+        None, description="Clients: create this organization (you become its first member)."
+    )
+    organization_join_code: str | None = Field(
+        None, max_length=64, description="Clients: join an existing organization with its code."
+    )
+
+    @model_validator(mode="after")
+    def _organization_matches_role(self) -> Registration:
+        chosen = (self.organization is not None) + (self.organization_join_code is not None)
+        if self.role == "client" and chosen != 1:
+            raise ValueError("a client gives exactly one of organization, organization_join_code")
+        if self.role == "worker" and chosen:
+            raise ValueError("workers do not belong to an organization")
+        return self
+
+
+class OrganizationOut(Out):
+    id: uuid.UUID
+    name: str
+    description: str
+
+
+class OwnOrganizationOut(OrganizationOut):
+    join_code: str = Field(description="Give it to colleagues so they can register as clients.")
+
+
+class UserOut(Out):
+    id: uuid.UUID
+    email: str
+    display_name: str
+    role: Role
+    organization: OwnOrganizationOut | None = None
+
+
+class TokenOut(Out):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+async def user_out(session: AsyncSession, user: User) -> UserOut:
+    organization = (
+        await session.get(Organization, user.organization_id) if user.organization_id else None
+    )
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        display_name=user.display_name,
+        role=user.role,
+        organization=OwnOrganizationOut.model_validate(organization) if organization else None,
+    )
+
+
+async def create_user(
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    display_name: str,
+    role: Role,
+    organization_id: uuid.UUID | None = None,
+) -> User:
+    email = email.strip().lower()
+    taken = await session.scalar(select(func.count()).where(User.email == email))
+    if taken:
+        raise Conflict("An account with this e-mail already exists.", code="email_taken")
+    password_hash = await to_thread.run_sync(hash_password, password)
+    user = User(
+        email=email,
+        display_name=display_name,
+        password_hash=password_hash,
+        role=role,
+        organization_id=organization_id,
+    )
+    session.add(user)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:  # two registrations racing for one e-mail
+        raise Conflict("An account with this e-mail already exists.", code="email_taken") from exc
+    return user
+
+
+async def register(session: AsyncSession, form: Registration) -> User:
+    organization_id = None
+    if form.organization is not None:
+        organization = Organization(
+            name=form.organization.name,
+            description=form.organization.description,
+            join_code=secrets.token_urlsafe(16),
+        )
+        session.add(organization)
+        try:
+            async with session.begin_nested():
+                await session.flush()
+        except IntegrityError as exc:
+            raise Conflict(
+                "An organization with this name exists; ask a colleague for its join code.",
+                code="organization_exists",
+            ) from exc
+        organization_id = organization.id
+    elif form.organization_join_code is not None:
+        organization_id = await session.scalar(
+            select(Organization.id).where(Organization.join_code == form.organization_join_code)
+        )
+        if organization_id is None:
+            raise Invalid("No organization has this join code.", code="unknown_join_code")
+    return await create_user(
+        session,
+        email=form.email,
+        password=form.password,
+        display_name=form.display_name,
+        role=Role(form.role),
+        organization_id=organization_id,
+    )
+
+
+async def authenticate(session: AsyncSession, *, email: str, password: str) -> User:
+    user = await session.scalar(select(User).where(User.email == email.strip().lower()))
+    valid = await to_thread.run_sync(
+        verify_password, password, user.password_hash if user else None
+    )
+    if user is None or not valid:
+        raise NotAuthenticated("Wrong e-mail or password.", code="invalid_credentials")
+    if user.suspended_at is not None:
+        raise Forbidden("This account is suspended.", code="account_suspended")
+    return user
+
+
+@router.post("/v1/auth/register", status_code=201, dependencies=[Public])
+async def register_route(form: Registration, session: SessionDep) -> UserOut:
+    """Create a worker account, or a client account that creates or joins an organization.
+
+    Reviewers and admins are created by an admin with ``python -m api.cli create-user``.
+    """
+    user = await register(session, form)
+    return await user_out(session, user)
+
+
+@router.post("/v1/auth/token", dependencies=[Public])
+async def token_route(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    session: SessionDep,
+    settings: SettingsDep,
+) -> TokenOut:
+    """OAuth2 password flow: ``username`` is the e-mail. Returns a bearer token (JWT)."""
+    user = await authenticate(session, email=form.username, password=form.password)
+    token, lifetime = issue_token(user.id, user.role.value, settings.auth)
+    return TokenOut(access_token=token, expires_in=lifetime)
+
+
+@router.get("/v1/me")
+async def me_route(user: CurrentUser, session: SessionDep) -> UserOut:
+    return await user_out(session, user)

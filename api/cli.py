@@ -1,0 +1,88 @@
+"""Administration commands: ``python -m api.cli <command> --help``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+
+from api.db import make_engine, make_sessionmaker
+from api.errors import DomainError
+from api.models import Role
+from api.settings import Settings
+
+
+async def _create_user(args: argparse.Namespace) -> None:
+    from api.auth import create_user
+
+    password = args.password or getpass.getpass("Password (10+ characters): ")
+    if len(password) < 10:
+        raise SystemExit("The password needs at least 10 characters.")
+    settings = Settings()
+    engine = make_engine(settings.db)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            user = await create_user(
+                session,
+                email=args.email,
+                password=password,
+                display_name=args.name or args.email.split("@")[0],
+                role=Role(args.role),
+            )
+            print(f"created {user.role.value} {user.email} ({user.id})")
+    finally:
+        await engine.dispose()
+
+
+async def _sweep(args: argparse.Namespace) -> None:
+    from api.reservations import sweep
+
+    engine = make_engine(Settings().db)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            expired, reopened, ended = await sweep(session)
+        print(f"{expired} reservations expired, {reopened} tasks reopened, {ended} tasks expired")
+    finally:
+        await engine.dispose()
+
+
+async def _seed_demo(args: argparse.Namespace) -> None:
+    from api.demo import seed_demo
+
+    engine = make_engine(Settings().db)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            await seed_demo(session, stores=args.stores)
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m api.cli", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    create = commands.add_parser("create-user", help="create a reviewer or an admin account")
+    create.add_argument("--email", required=True)
+    create.add_argument("--role", required=True, choices=[Role.reviewer.value, Role.admin.value])
+    create.add_argument("--name")
+    create.add_argument("--password", help="prompted for when omitted")
+    create.set_defaults(run=_create_user)
+
+    sweep = commands.add_parser("sweep", help="expire overdue reservations now")
+    sweep.set_defaults(run=_sweep)
+
+    seed = commands.add_parser("seed-demo", help="load the demo data (idempotent)")
+    seed.add_argument("--stores", type=int, default=200)
+    seed.set_defaults(run=_seed_demo)
+
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(args.run(args))
+    except DomainError as exc:
+        print(f"error: {exc.detail} ({exc.code})", file=sys.stderr)
+        raise SystemExit(1) from exc
+
+
+if __name__ == "__main__":
+    main()

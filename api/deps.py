@@ -1,0 +1,87 @@
+"""Everything handlers get injected: settings, the request's session, the signed-in user.
+
+Every route declares its access rule with exactly one of ``Public`` or the ``Current*`` aliases;
+a test walks the app's routes and fails on any route without one (deny by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.errors import Forbidden, NotAuthenticated
+from api.models import Role, User
+from api.security import read_token
+from api.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    # The only place that commits: one request, one transaction, rolled back on any error.
+    async with request.app.state.sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+# scope="function": the commit happens before the response is sent, so a 2xx means committed.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+_bearer = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
+
+
+async def _signed_in_user(
+    session: SessionDep, settings: SettingsDep, token: Annotated[str | None, Depends(_bearer)]
+) -> User:
+    if not token:
+        raise NotAuthenticated("This route needs a bearer token (POST /v1/auth/token).")
+    user_id = read_token(token, settings.auth)
+    user = await session.get(User, user_id) if user_id else None
+    if user is None:
+        raise NotAuthenticated("The bearer token is invalid or expired.", code="invalid_token")
+    if user.suspended_at is not None:
+        raise Forbidden("This account is suspended.", code="account_suspended")
+    return user
+
+
+AccessRule = Callable[..., Coroutine[Any, Any, User]]
+
+
+def allow(*roles: Role) -> AccessRule:
+    allowed = frozenset(roles)
+
+    async def access_rule(user: Annotated[User, Depends(_signed_in_user)]) -> User:
+        if user.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise Forbidden(f"This route is for: {names}.", code="role_not_allowed")
+        return user
+
+    access_rule.allowed_roles = allowed  # type: ignore[attr-defined]
+    return access_rule
+
+
+def public() -> None:
+    """Access rule of the few routes open to anyone (registration, sign-in, health)."""
+
+
+public.allowed_roles = None  # type: ignore[attr-defined]
+
+Public = Depends(public)
+CurrentUser = Annotated[User, Depends(allow(*Role))]
+CurrentWorker = Annotated[User, Depends(allow(Role.worker))]
+CurrentClient = Annotated[User, Depends(allow(Role.client))]
+CurrentReviewer = Annotated[User, Depends(allow(Role.reviewer, Role.admin))]
+CurrentAdmin = Annotated[User, Depends(allow(Role.admin))]

@@ -1,0 +1,117 @@
+"""Domain errors and the single place where they become HTTP responses.
+
+Services raise these without knowing about HTTP; ``install_error_handlers`` maps each class to a
+status code and renders every error, including FastAPI's own, as ``{"detail", "code", ...}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class DomainError(Exception):
+    code = "error"
+
+    def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.extra = extra
+
+
+class NotAuthenticated(DomainError):
+    code = "not_authenticated"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class Invalid(DomainError):
+    code = "invalid"
+
+
+class PayloadTooLarge(DomainError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(DomainError):
+    code = "unsupported_media_type"
+
+
+HTTP_STATUS: dict[type[DomainError], int] = {
+    NotAuthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    Invalid: 422,
+}
+
+_CODES_BY_STATUS = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+}
+
+
+def error_body(detail: Any, code: str, **extra: Any) -> dict[str, Any]:
+    return {"detail": detail, "code": code, **extra}
+
+
+def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    status = next(s for cls, s in HTTP_STATUS.items() if isinstance(exc, cls))
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        jsonable_encoder(error_body(exc.detail, exc.code, **exc.extra)),
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+    return JSONResponse(jsonable_encoder(error_body(problems, "invalid_request")), status_code=422)
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _CODES_BY_STATUS.get(exc.status_code, "error")
+    return JSONResponse(
+        error_body(exc.detail, code), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,0 +1,75 @@
+"""The application factory. Nothing is built at import time: the lifespan owns every resource."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from api import auth, campaigns, reservations, store_import, stores, tasks
+from api.db import make_engine, make_sessionmaker
+from api.deps import Public
+from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
+from api.reservations import sweep_forever
+from api.settings import Settings
+
+log = logging.getLogger("terrain")
+
+DESCRIPTION = """
+Terrain is the backend of a geolocated field-task platform: clients commission in-store photo
+tasks, workers find them nearby, reserve them, photograph and upload; the server validates.
+
+**Distances.** Every distance is the geodesic on the WGS84 ellipsoid in metres (the distance
+PostGIS reports for `geography`), and nearby results are ranked by it exactly, anywhere on Earth.
+
+**Errors** are `{"detail": ..., "code": ...}`: 401 not signed in, 403 role refused, 404 not
+found or not yours, 409 conflict with the current state, 413 body too large, 422 invalid input.
+
+**Money** is integer cents with an ISO 4217 currency. Every task shows its estimated effective
+hourly rate: reward over on-site time plus walking time from the worker's position.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.db)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        sweeper = None
+        if settings.app.run_sweeper:
+            sweeper = asyncio.create_task(
+                sweep_forever(app.state.sessionmaker, settings.work.sweep_interval_s)
+            )
+        try:
+            yield
+        finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Terrain",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.app.max_body_bytes)
+    for module in (auth, stores, store_import, campaigns, tasks, reservations):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["operations"], dependencies=[Public])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,265 @@
+"""Database models. Schema changes go through Alembic migrations in api/migrations."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from geoalchemy2 import Geography, Geometry
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Computed,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from api.db import Base
+
+
+class Role(enum.StrEnum):
+    worker = "worker"
+    client = "client"
+    reviewer = "reviewer"
+    admin = "admin"
+
+
+class CampaignStatus(enum.StrEnum):
+    active = "active"
+    ended = "ended"
+    cancelled = "cancelled"
+
+
+class TaskStatus(enum.StrEnum):
+    open = "open"
+    reserved = "reserved"
+    submitted = "submitted"
+    approved = "approved"
+    rejected = "rejected"
+    expired = "expired"
+    cancelled = "cancelled"
+
+
+class ReservationState(enum.StrEnum):
+    active = "active"
+    released = "released"
+    expired = "expired"
+    submitted = "submitted"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(cls, name=name, values_callable=lambda members: [m.value for m in members])
+
+
+def _uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Organization(Base):
+    __tablename__ = "organization"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    # Shared with colleagues so they can register into this organization.
+    join_code: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class User(Base):
+    __tablename__ = "user"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("organization.id", ondelete="RESTRICT"), index=True
+    )
+    suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (
+        CheckConstraint(
+            "(role = 'client') = (organization_id IS NOT NULL)", name="client_has_organization"
+        ),
+    )
+
+
+class Store(Base):
+    __tablename__ = "store"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organization.id", ondelete="RESTRICT")
+    )
+    external_ref: Mapped[str | None] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(500), default="")
+    location: Mapped[Any] = mapped_column(Geography("POINT", srid=4326, spatial_index=False))
+    geofence_radius_m: Mapped[int] = mapped_column(Integer)
+    footprint: Mapped[Any | None] = mapped_column(
+        Geography("POLYGON", srid=4326, spatial_index=False)
+    )
+    timezone: Mapped[str] = mapped_column(String(64))
+    opening_hours: Mapped[str] = mapped_column(String(500), default="24/7")
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (
+        UniqueConstraint("organization_id", "external_ref", name="uq_store_organization_ref"),
+        CheckConstraint("geofence_radius_m BETWEEN 10 AND 1000", name="geofence_radius_range"),
+        Index("ix_store_location", "location", postgresql_using="gist"),
+        Index("ix_store_organization_id", "organization_id"),
+    )
+
+
+class Campaign(Base):
+    __tablename__ = "campaign"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organization.id", ondelete="RESTRICT"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    purpose: Mapped[str] = mapped_column(Text)
+    instructions: Mapped[str] = mapped_column(Text, default="")
+    min_photos: Mapped[int] = mapped_column(Integer)
+    max_photos: Mapped[int] = mapped_column(Integer)
+    reward_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    onsite_minutes: Mapped[int] = mapped_column(Integer)
+    reservation_minutes: Mapped[int] = mapped_column(Integer)
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[CampaignStatus] = mapped_column(_enum(CampaignStatus, "campaign_status"))
+    created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (
+        CheckConstraint("length(btrim(purpose)) > 0", name="purpose_required"),
+        CheckConstraint("reward_cents > 0", name="reward_positive"),
+        CheckConstraint("1 <= min_photos AND min_photos <= max_photos", name="photo_bounds"),
+        CheckConstraint("onsite_minutes > 0", name="onsite_positive"),
+        CheckConstraint("reservation_minutes > 0", name="reservation_positive"),
+        CheckConstraint("starts_at < ends_at", name="window_ordered"),
+    )
+
+
+class Task(Base):
+    __tablename__ = "task"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("store.id", ondelete="RESTRICT"))
+    # Copied from the store so the spatial index lives on the table that is searched.
+    location: Mapped[Any] = mapped_column(Geography("POINT", srid=4326, spatial_index=False))
+    # The location as a unit vector (x, y, z): chord distance between unit vectors is
+    # monotone in great-circle distance, and the n-D GiST index ranks it exactly, quickly,
+    # across the antimeridian and at the poles.
+    unit_vector: Mapped[Any] = mapped_column(
+        Geometry("POINTZ", spatial_index=False),
+        Computed(
+            "ST_MakePoint("
+            "cosd(ST_Y(location::geometry)) * cosd(ST_X(location::geometry)), "
+            "cosd(ST_Y(location::geometry)) * sind(ST_X(location::geometry)), "
+            "sind(ST_Y(location::geometry)))",
+            persisted=True,
+        ),
+    )
+    reward_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[TaskStatus] = mapped_column(_enum(TaskStatus, "task_status"))
+    # Set while reserved; a reservation past this instant no longer blocks anyone.
+    reserved_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "store_id", name="uq_task_campaign_store"),
+        CheckConstraint(
+            "(status = 'reserved') = (reserved_until IS NOT NULL)", name="reserved_has_deadline"
+        ),
+        Index(
+            "ix_task_available_unit_vector",
+            "unit_vector",
+            postgresql_using="gist",
+            postgresql_ops={"unit_vector": "gist_geometry_ops_nd"},
+            postgresql_where=text("status IN ('open', 'reserved')"),
+        ),
+        Index("ix_task_campaign_id_status", "campaign_id", "status"),
+        Index("ix_task_store_id", "store_id"),
+        Index(
+            "ix_task_reserved_until",
+            "reserved_until",
+            postgresql_where=text("status = 'reserved'"),
+        ),
+    )
+
+
+class Reservation(Base):
+    __tablename__ = "reservation"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"))
+    worker_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="RESTRICT"))
+    state: Mapped[ReservationState] = mapped_column(_enum(ReservationState, "reservation_state"))
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        # The referee: at most one active reservation per task, whatever the application does.
+        Index(
+            "uq_reservation_active_task",
+            "task_id",
+            unique=True,
+            postgresql_where=text("state = 'active'"),
+        ),
+        Index(
+            "ix_reservation_active_worker",
+            "worker_id",
+            postgresql_where=text("state = 'active'"),
+        ),
+        Index(
+            "ix_reservation_active_expires_at",
+            "expires_at",
+            postgresql_where=text("state = 'active'"),
+        ),
+        Index("ix_reservation_worker_id_created_at", "worker_id", "created_at"),
+        CheckConstraint("(state = 'active') = (ended_at IS NULL)", name="ended_unless_active"),
+    )
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = _created_at()
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+    __table_args__ = (Index("ix_audit_event_object", "object_type", "object_id", "at"),)

@@ -1,0 +1,365 @@
+"""Reservations: one active reservation per task, settled by the database; release; expiry.
+
+Reserving is one transaction: lock the worker's row (serialises that worker's own requests, so
+the cap holds), then a conditional UPDATE on the task that only succeeds while the task is open
+or its reservation has passed its expiry. Concurrent callers queue on the task's row lock and
+re-check the condition after the winner commits, so exactly one wins. The partial unique index
+``uq_reservation_active_task`` backs this up whatever the application does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
+from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api import audit
+from api.deps import CurrentWorker, SessionDep, SettingsDep
+from api.errors import Conflict, NotFound
+from api.models import (
+    Campaign,
+    CampaignStatus,
+    Reservation,
+    ReservationState,
+    Task,
+    TaskStatus,
+    User,
+)
+from api.schemas import ERROR_RESPONSES
+from api.tasks import TaskOut, task_details
+
+router = APIRouter(tags=["reservations"], responses=ERROR_RESPONSES)
+log = logging.getLogger("terrain.reservations")
+
+
+class ReservationOut(BaseModel):
+    id: uuid.UUID
+    task_id: uuid.UUID
+    state: ReservationState
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None
+    task: TaskOut
+
+
+class ReservationList(BaseModel):
+    items: list[ReservationOut]
+
+
+def _available() -> Any:
+    return or_(
+        Task.status == TaskStatus.open,
+        and_(Task.status == TaskStatus.reserved, Task.reserved_until <= func.now()),
+    )
+
+
+def effective_state(reservation: Reservation) -> ReservationState:
+    """An active reservation past its expiry is expired now, whether or not the sweep ran."""
+    if reservation.state == ReservationState.active and reservation.expires_at <= datetime.now(UTC):
+        return ReservationState.expired
+    return reservation.state
+
+
+async def _out(session: AsyncSession, reservation: Reservation) -> ReservationOut:
+    return ReservationOut(
+        id=reservation.id,
+        task_id=reservation.task_id,
+        state=effective_state(reservation),
+        created_at=reservation.created_at,
+        expires_at=reservation.expires_at,
+        ended_at=reservation.ended_at,
+        task=await task_details(session, reservation.task_id),
+    )
+
+
+async def _lock_worker(session: AsyncSession, worker: User) -> None:
+    await session.execute(select(User.id).where(User.id == worker.id).with_for_update())
+
+
+async def active_reservation_count(session: AsyncSession, worker_id: uuid.UUID) -> int:
+    return (
+        await session.scalar(
+            select(func.count()).where(
+                Reservation.worker_id == worker_id,
+                Reservation.state == ReservationState.active,
+                Reservation.expires_at > func.now(),
+            )
+        )
+        or 0
+    )
+
+
+async def _expire_stale_reservations_of(session: AsyncSession, task_ids: list[uuid.UUID]) -> None:
+    """Close reservations of these tasks that passed their expiry (the task row is locked)."""
+    expired = await session.execute(
+        update(Reservation)
+        .where(
+            Reservation.task_id.in_(task_ids),
+            Reservation.state == ReservationState.active,
+            Reservation.expires_at <= func.now(),
+        )
+        .values(state=ReservationState.expired, ended_at=Reservation.expires_at)
+        .returning(Reservation.id, Reservation.task_id, Reservation.worker_id)
+    )
+    await audit.record_many(
+        session,
+        [
+            (
+                None,
+                "reservation.expired",
+                "reservation",
+                rid,
+                {"task_id": str(tid), "worker_id": str(wid)},
+            )
+            for rid, tid, wid in expired.all()
+        ],
+    )
+
+
+async def reserve(
+    session: AsyncSession, *, task_id: uuid.UUID, worker: User, cap: int
+) -> tuple[Reservation, bool]:
+    """Reserve a task for a worker. Returns the reservation and whether it was created now
+    (False when the worker already holds it: a retried request gets the same reservation)."""
+    await _lock_worker(session, worker)
+    held = await session.scalar(
+        select(Reservation).where(
+            Reservation.task_id == task_id,
+            Reservation.worker_id == worker.id,
+            Reservation.state == ReservationState.active,
+            Reservation.expires_at > func.now(),
+        )
+    )
+    if held is not None:
+        return held, False
+    if await active_reservation_count(session, worker.id) >= cap:
+        raise Conflict(
+            f"You already hold {cap} active reservations; release or finish one first.",
+            code="too_many_reservations",
+            cap=cap,
+        )
+    expires_at = func.now() + func.make_interval(0, 0, 0, 0, 0, Campaign.reservation_minutes)
+    claimed = await session.execute(
+        update(Task)
+        .where(
+            Task.id == task_id,
+            _available(),
+            Task.starts_at <= func.now(),
+            Task.ends_at > func.now(),
+            Campaign.id == Task.campaign_id,
+            Campaign.status == CampaignStatus.active,
+        )
+        .values(
+            status=TaskStatus.reserved,
+            # Never beyond the end of the campaign.
+            reserved_until=func.least(expires_at, Task.ends_at),
+            updated_at=func.now(),
+        )
+        .returning(Task.reserved_until)
+    )
+    reserved_until = claimed.scalar_one_or_none()
+    if reserved_until is None:
+        await _explain_refusal(session, task_id)
+    await _expire_stale_reservations_of(session, [task_id])
+    reservation = Reservation(
+        task_id=task_id,
+        worker_id=worker.id,
+        state=ReservationState.active,
+        expires_at=reserved_until,
+    )
+    session.add(reservation)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:  # unreachable while the UPDATE above holds; kept as a referee
+        raise Conflict("Another worker holds this task.", code="task_taken") from exc
+    await session.refresh(reservation)
+    await audit.record(
+        session,
+        actor_id=worker.id,
+        action="reservation.created",
+        object_type="reservation",
+        object_id=reservation.id,
+        task_id=str(task_id),
+        expires_at=reservation.expires_at.isoformat(),
+    )
+    return reservation, True
+
+
+async def _explain_refusal(session: AsyncSession, task_id: uuid.UUID) -> None:
+    row = (
+        await session.execute(
+            select(Task.status, Task.reserved_until, Task.starts_at, Task.ends_at, Campaign.status)
+            .join(Campaign, Campaign.id == Task.campaign_id)
+            .where(Task.id == task_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("No such task.", code="task_not_found")
+    status, _, starts_at, ends_at, campaign_status = row
+    if status == TaskStatus.reserved:
+        raise Conflict("Another worker holds this task.", code="task_taken")
+    if status == TaskStatus.open and campaign_status == CampaignStatus.active:
+        raise Conflict(
+            "This task is not available at this time.",
+            code="task_not_available",
+            starts_at=starts_at,
+            ends_at=ends_at,
+        )
+    raise Conflict(f"This task is {status.value}.", code="task_not_open", status=status.value)
+
+
+async def own_reservation(
+    session: AsyncSession, *, reservation_id: uuid.UUID, worker: User
+) -> Reservation:
+    reservation = await session.get(Reservation, reservation_id)
+    if reservation is None or reservation.worker_id != worker.id:
+        raise NotFound("No such reservation.", code="reservation_not_found")
+    return reservation
+
+
+async def release(session: AsyncSession, *, reservation_id: uuid.UUID, worker: User) -> None:
+    reservation = await own_reservation(session, reservation_id=reservation_id, worker=worker)
+    ended = await session.execute(
+        update(Reservation)
+        .where(
+            Reservation.id == reservation.id,
+            Reservation.state == ReservationState.active,
+            Reservation.expires_at > func.now(),
+        )
+        .values(state=ReservationState.released, ended_at=func.now())
+        .returning(Reservation.task_id)
+    )
+    task_id = ended.scalar_one_or_none()
+    if task_id is None:
+        await session.refresh(reservation)
+        if reservation.state == ReservationState.released:
+            return  # a retried release: already done
+        raise Conflict(
+            "This reservation is no longer active.",
+            code="reservation_not_active",
+            state=reservation.state.value,
+        )
+    await session.execute(
+        update(Task)
+        .where(Task.id == task_id, Task.status == TaskStatus.reserved)
+        .values(status=TaskStatus.open, reserved_until=None, updated_at=func.now())
+    )
+    await audit.record(
+        session,
+        actor_id=worker.id,
+        action="reservation.released",
+        object_type="reservation",
+        object_id=reservation.id,
+        task_id=str(task_id),
+    )
+
+
+_SWEEP = text(
+    """
+    WITH expired AS (
+        UPDATE reservation SET state = 'expired', ended_at = expires_at
+        WHERE state = 'active' AND expires_at <= now()
+        RETURNING id, task_id, worker_id
+    ), reopened AS (
+        UPDATE task SET status = 'open', reserved_until = NULL, updated_at = now()
+        WHERE status = 'reserved' AND reserved_until <= now()
+        RETURNING id
+    ), ended_tasks AS (
+        UPDATE task SET status = 'expired', updated_at = now()
+        WHERE status = 'open' AND ends_at <= now()
+        RETURNING id
+    ), logged AS (
+        INSERT INTO audit_event (action, object_type, object_id, data)
+        SELECT 'reservation.expired', 'reservation', id,
+               jsonb_build_object('task_id', task_id, 'worker_id', worker_id)
+        FROM expired
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM expired), (SELECT count(*) FROM reopened),
+           (SELECT count(*) FROM ended_tasks)
+    """
+)
+
+
+async def sweep(session: AsyncSession) -> tuple[int, int, int]:
+    """Expire overdue reservations, reopen their tasks, expire tasks past their campaign's end.
+
+    Reservations already stop blocking the moment they expire; this makes the stored state say
+    so too. Returns (reservations expired, tasks reopened, tasks expired)."""
+    row = (await session.execute(_SWEEP)).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+async def sweep_forever(sessionmaker: async_sessionmaker, interval_s: float) -> None:
+    while True:
+        try:
+            async with sessionmaker() as session, session.begin():
+                counts = await sweep(session)
+            if any(counts):
+                log.info(
+                    "sweep: %d reservations expired, %d tasks reopened, %d tasks expired", *counts
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the database may be restarting; try again next round
+            log.exception("reservation sweep failed")
+        await asyncio.sleep(interval_s)
+
+
+@router.post("/v1/tasks/{task_id}/reservations", status_code=201)
+async def reserve_route(
+    task_id: uuid.UUID,
+    worker: CurrentWorker,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+) -> ReservationOut:
+    """Reserve an open task. 409 `task_taken` if another worker holds it, 409
+    `too_many_reservations` past the cap. Repeating the call for a task you already hold
+    returns that reservation (200) instead of a second one."""
+    reservation, created = await reserve(
+        session, task_id=task_id, worker=worker, cap=settings.work.reservation_cap
+    )
+    if not created:
+        response.status_code = 200
+    return await _out(session, reservation)
+
+
+@router.get("/v1/me/reservations")
+async def my_reservations_route(worker: CurrentWorker, session: SessionDep) -> ReservationList:
+    """Your active reservations, soonest expiry first."""
+    reservations = await session.scalars(
+        select(Reservation)
+        .where(
+            Reservation.worker_id == worker.id,
+            Reservation.state == ReservationState.active,
+            Reservation.expires_at > func.now(),
+        )
+        .order_by(Reservation.expires_at)
+    )
+    return ReservationList(items=[await _out(session, r) for r in reservations])
+
+
+@router.get("/v1/reservations/{reservation_id}")
+async def get_reservation_route(
+    reservation_id: uuid.UUID, worker: CurrentWorker, session: SessionDep
+) -> ReservationOut:
+    reservation = await own_reservation(session, reservation_id=reservation_id, worker=worker)
+    return await _out(session, reservation)
+
+
+@router.delete("/v1/reservations/{reservation_id}", status_code=204)
+async def release_route(
+    reservation_id: uuid.UUID, worker: CurrentWorker, session: SessionDep
+) -> None:
+    """Release a reservation: the task is open again at once."""
+    await release(session, reservation_id=reservation_id, worker=worker)

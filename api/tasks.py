@@ -1,0 +1,265 @@
+"""Open tasks near a worker, ranked by exact geodesic distance; one task's details."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.deps import CurrentWorker, SessionDep, SettingsDep
+from api.errors import Invalid, NotFound
+from api.models import TaskStatus
+from api.schemas import ERROR_RESPONSES, Latitude, Longitude, PointGeometry
+from api.settings import WorkSettings
+from geo.distance import SPHERE_ELLIPSOID_MAX_RATIO_ERROR, arc_for_chord, chord_for_arc, unit_vector
+
+router = APIRouter(tags=["tasks"], responses=ERROR_RESPONSES)
+
+
+class ClientOut(BaseModel):
+    organization_id: uuid.UUID
+    name: str
+    description: str
+
+
+class StoreSummary(BaseModel):
+    id: uuid.UUID
+    name: str
+    address: str
+    location: PointGeometry
+    geofence_radius_m: int
+    timezone: str
+    opening_hours: str
+
+
+class TaskOut(BaseModel):
+    task_id: uuid.UUID
+    status: TaskStatus
+    client: ClientOut
+    campaign_id: uuid.UUID
+    campaign_name: str
+    purpose: str
+    instructions: str
+    store: StoreSummary
+    reward_cents: int
+    currency: str
+    onsite_minutes: int
+    reservation_minutes: int
+    min_photos: int
+    max_photos: int
+    available_until: datetime
+
+
+class NearbyTask(TaskOut):
+    distance_m: float = Field(description="Geodesic distance on the WGS84 ellipsoid, metres")
+    walking_minutes: float = Field(description="Straight-line walking time at the configured speed")
+    estimated_hourly_rate_cents: int = Field(
+        description="Reward over on-site time plus walking time from the given position"
+    )
+
+
+class NearbyOut(BaseModel):
+    origin: PointGeometry
+    radius_m: int
+    items: list[NearbyTask]
+
+
+@dataclass(frozen=True)
+class NearbyQuery:
+    lat: float
+    lon: float
+    radius_m: int
+    limit: int
+
+
+def nearby_query(
+    settings: SettingsDep,
+    lat: Annotated[Latitude, Query(description="Worker latitude, WGS84 degrees")],
+    lon: Annotated[Longitude, Query(description="Worker longitude, WGS84 degrees")],
+    radius_m: Annotated[int | None, Query(ge=1, description="Default 2000, at most 50000")] = None,
+    limit: Annotated[int, Query(ge=1, description="At most 100")] = 20,
+) -> NearbyQuery:
+    work = settings.work
+    radius = work.nearby_default_radius_m if radius_m is None else radius_m
+    if radius > work.nearby_max_radius_m:
+        raise Invalid(f"radius_m is at most {work.nearby_max_radius_m}.", code="radius_too_large")
+    if limit > work.nearby_max_limit:
+        raise Invalid(f"limit is at most {work.nearby_max_limit}.", code="limit_too_large")
+    return NearbyQuery(lat=lat, lon=lon, radius_m=radius, limit=limit)
+
+
+# Candidates by chord distance between unit vectors (the n-D GiST index, exact great-circle
+# order on the sphere), then the true WGS84 geodesic for each candidate.
+_CANDIDATES = text(
+    """
+    WITH candidate AS (
+        SELECT t.id, t.unit_vector <<->> ST_MakePoint(:x, :y, :z) AS chord
+        FROM task t
+        WHERE t.status IN ('open', 'reserved')
+          AND (t.status = 'open' OR t.reserved_until <= now())
+          AND t.starts_at <= now() AND t.ends_at > now()
+          AND t.unit_vector &&& ST_MakeLine(
+                ST_MakePoint(:x - :c, :y - :c, :z - :c), ST_MakePoint(:x + :c, :y + :c, :z + :c))
+        ORDER BY t.unit_vector <<->> ST_MakePoint(:x, :y, :z)
+        LIMIT :k
+    )
+    SELECT candidate.id, candidate.chord,
+           ST_Distance(t.location, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography)
+               AS distance_m
+    FROM candidate JOIN task t ON t.id = candidate.id
+    """
+)
+
+_DETAILS = text(
+    """
+    SELECT t.id AS task_id,
+           CASE WHEN t.status = 'reserved' AND t.reserved_until <= now() THEN 'open'
+                ELSE t.status::text END AS status, t.reward_cents, t.currency,
+           t.ends_at AS available_until,
+           o.id AS organization_id, o.name AS organization_name,
+           o.description AS organization_description,
+           c.id AS campaign_id, c.name AS campaign_name, c.purpose, c.instructions,
+           c.onsite_minutes, c.reservation_minutes, c.min_photos, c.max_photos,
+           s.id AS store_id, s.name AS store_name, s.address,
+           ST_Y(s.location::geometry) AS lat, ST_X(s.location::geometry) AS lon,
+           s.geofence_radius_m, s.timezone, s.opening_hours
+    FROM task t
+    JOIN campaign c ON c.id = t.campaign_id
+    JOIN organization o ON o.id = c.organization_id
+    JOIN store s ON s.id = t.store_id
+    WHERE t.id = ANY(:ids)
+    """
+)
+
+
+def _task_out_fields(row: Any) -> dict[str, Any]:
+    return {
+        "task_id": row.task_id,
+        "status": TaskStatus(row.status),
+        "client": ClientOut(
+            organization_id=row.organization_id,
+            name=row.organization_name,
+            description=row.organization_description,
+        ),
+        "campaign_id": row.campaign_id,
+        "campaign_name": row.campaign_name,
+        "purpose": row.purpose,
+        "instructions": row.instructions,
+        "store": StoreSummary(
+            id=row.store_id,
+            name=row.store_name,
+            address=row.address,
+            location=PointGeometry.of(row.lat, row.lon),
+            geofence_radius_m=row.geofence_radius_m,
+            timezone=row.timezone,
+            opening_hours=row.opening_hours,
+        ),
+        "reward_cents": row.reward_cents,
+        "currency": row.currency,
+        "onsite_minutes": row.onsite_minutes,
+        "reservation_minutes": row.reservation_minutes,
+        "min_photos": row.min_photos,
+        "max_photos": row.max_photos,
+        "available_until": row.available_until,
+    }
+
+
+def estimated_hourly_rate_cents(
+    reward_cents: int, onsite_minutes: float, travel_minutes: float
+) -> int:
+    return round(reward_cents * 60 / (onsite_minutes + travel_minutes))
+
+
+async def nearest_open_tasks(
+    session: AsyncSession, *, lat: float, lon: float, radius_m: float, limit: int
+) -> list[tuple[uuid.UUID, float]]:
+    """(task id, geodesic metres) of the ``limit`` nearest available tasks within the radius,
+    nearest first (ties broken by id), exact on the WGS84 ellipsoid.
+
+    The index ranks by great-circle distance on a sphere, which differs from the geodesic by a
+    ratio within 1 ± SPHERE_ELLIPSOID_MAX_RATIO_ERROR; the candidate set is widened until it
+    provably holds every task whose geodesic distance could make the cut.
+    """
+    x, y, z = unit_vector(lat, lon)
+    slack = 1.0 + SPHERE_ELLIPSOID_MAX_RATIO_ERROR
+    chord_bound = chord_for_arc(radius_m * slack)
+    k = limit + 8 + limit // 4
+    while True:
+        rows = (
+            await session.execute(
+                _CANDIDATES,
+                {"x": x, "y": y, "z": z, "c": chord_bound, "k": k, "lat": lat, "lon": lon},
+            )
+        ).all()
+        within = sorted(
+            ((row.distance_m, row.id) for row in rows if row.distance_m <= radius_m),
+            key=lambda pair: (pair[0], str(pair[1])),
+        )
+        if len(rows) < k:
+            break  # every task inside the search box was seen
+        farthest_seen = arc_for_chord(max(row.chord for row in rows))
+        needed = within[limit - 1][0] if len(within) >= limit else radius_m
+        if needed * slack <= farthest_seen:
+            break  # any unseen task is farther than the last one kept
+        k *= 4
+    return [(task_id, distance) for distance, task_id in within[:limit]]
+
+
+async def nearby(session: AsyncSession, query: NearbyQuery, work: WorkSettings) -> NearbyOut:
+    ranked = await nearest_open_tasks(
+        session, lat=query.lat, lon=query.lon, radius_m=query.radius_m, limit=query.limit
+    )
+    details = {
+        row.task_id: row
+        for row in (await session.execute(_DETAILS, {"ids": [t for t, _ in ranked]})).all()
+    }
+    metres_per_minute = work.walking_speed_kmh * 1000 / 60
+    items = []
+    for task_id, distance in ranked:
+        row = details[task_id]
+        walking_minutes = distance / metres_per_minute
+        items.append(
+            NearbyTask(
+                **_task_out_fields(row),
+                distance_m=round(distance, 1),
+                walking_minutes=round(walking_minutes, 1),
+                estimated_hourly_rate_cents=estimated_hourly_rate_cents(
+                    row.reward_cents, row.onsite_minutes, walking_minutes
+                ),
+            )
+        )
+    return NearbyOut(
+        origin=PointGeometry.of(query.lat, query.lon), radius_m=query.radius_m, items=items
+    )
+
+
+async def task_details(session: AsyncSession, task_id: uuid.UUID) -> TaskOut:
+    row = (await session.execute(_DETAILS, {"ids": [task_id]})).first()
+    if row is None:
+        raise NotFound("No such task.", code="task_not_found")
+    return TaskOut(**_task_out_fields(row))
+
+
+@router.get("/v1/tasks/nearby")
+async def nearby_route(
+    worker: CurrentWorker,
+    session: SessionDep,
+    settings: SettingsDep,
+    query: Annotated[NearbyQuery, Depends(nearby_query)],
+) -> NearbyOut:
+    """Open tasks within `radius_m` of (lat, lon), nearest first by geodesic distance on the
+    WGS84 ellipsoid (ties within a metre may come in either order), with each task's client,
+    purpose, reward and estimated effective hourly rate (reward over on-site time plus walking
+    time at the configured walking speed, 5 km/h by default)."""
+    return await nearby(session, query, settings.work)
+
+
+@router.get("/v1/tasks/{task_id}")
+async def task_route(task_id: uuid.UUID, worker: CurrentWorker, session: SessionDep) -> TaskOut:
+    return await task_details(session, task_id)
