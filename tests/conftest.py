@@ -1,0 +1,265 @@
+"""Shared fixtures: a test database built by ``alembic upgrade head``, the app from the real
+factory, a client per role, and small factories. Every test starts from empty tables."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from alembic import command
+from alembic.config import Config
+from fastapi import FastAPI
+
+from api.main import create_app
+from api.models import Role
+from api.security import hash_password, issue_token
+from api.settings import AppSettings, AuthSettings, DatabaseSettings, Settings, WorkSettings
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ADMIN_URL = os.environ.get(
+    "TERRAIN_TEST_DB_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+TEST_DB = os.environ.get("TERRAIN_TEST_DB_NAME", "terrain_test")
+TABLES = ["audit_event", "reservation", "task", "campaign", "store", '"user"', "organization"]
+PASSWORD = "correct horse battery"
+PASSWORD_HASH = hash_password(PASSWORD)
+
+
+def plain_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def database_url(name: str) -> str:
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def recreate_database(name: str) -> None:
+    connection = await asyncpg.connect(plain_dsn(ADMIN_URL))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(os.path.join(ROOT, "alembic.ini"))
+    config.attributes["database_url"] = url
+    config.attributes["configure_logger"] = False
+    return config
+
+
+@pytest.fixture(scope="session")
+def test_database_url() -> str:
+    asyncio.run(recreate_database(TEST_DB))
+    url = database_url(TEST_DB)
+    command.upgrade(alembic_config(url), "head")
+    return url
+
+
+def make_settings(url: str, **work: Any) -> Settings:
+    return Settings(
+        app=AppSettings(env="test", run_sweeper=False, max_body_bytes=1024 * 1024),
+        db=DatabaseSettings(url=url, pool_size=20, max_overflow=60),
+        auth=AuthSettings(),
+        work=WorkSettings(**work),
+    )
+
+
+@pytest.fixture
+def settings(test_database_url: str) -> Settings:
+    return make_settings(test_database_url)
+
+
+async def truncate(url: str) -> None:
+    connection = await asyncpg.connect(plain_dsn(url))
+    try:
+        await connection.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    await truncate(settings.db.url)
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def db(app: FastAPI) -> AsyncIterator[asyncpg.Connection]:
+    """A raw connection for arranging and inspecting state (autocommit)."""
+    connection = await asyncpg.connect(plain_dsn(app.state.settings.db.url))
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://terrain.test") as client:
+        yield client
+
+
+@dataclass
+class Account:
+    id: uuid.UUID
+    email: str
+    role: Role
+    organization_id: uuid.UUID | None
+    headers: dict[str, str]
+
+
+class Factory:
+    """Small factories that write straight to the database, for arranging a test quickly."""
+
+    def __init__(self, db: asyncpg.Connection, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.counter = 0
+
+    def _next(self) -> int:
+        self.counter += 1
+        return self.counter
+
+    async def organization(self, name: str | None = None) -> uuid.UUID:
+        n = self._next()
+        return await self.db.fetchval(
+            "INSERT INTO organization (name, description, join_code) VALUES ($1, $2, $3) "
+            "RETURNING id",
+            name or f"Client {n}",
+            f"Retail client number {n}",
+            f"join-{n}-{uuid.uuid4().hex[:8]}",
+        )
+
+    async def account(self, role: Role, organization_id: uuid.UUID | None = None) -> Account:
+        n = self._next()
+        if role == Role.client and organization_id is None:
+            organization_id = await self.organization()
+        email = f"{role.value}{n}@example.org"
+        user_id = await self.db.fetchval(
+            'INSERT INTO "user" (email, display_name, password_hash, role, organization_id) '
+            "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            email,
+            f"{role.value.title()} {n}",
+            PASSWORD_HASH,
+            role.value,
+            organization_id,
+        )
+        token, _ = issue_token(user_id, role.value, self.settings.auth)
+        return Account(user_id, email, role, organization_id, {"Authorization": f"Bearer {token}"})
+
+    async def store(
+        self,
+        organization_id: uuid.UUID,
+        *,
+        lat: float = 48.8566,
+        lon: float = 2.3522,
+        name: str | None = None,
+        external_ref: str | None = None,
+        opening_hours: str = "24/7",
+    ) -> uuid.UUID:
+        n = self._next()
+        return await self.db.fetchval(
+            "INSERT INTO store (organization_id, external_ref, name, address, location, "
+            "geofence_radius_m, timezone, opening_hours) VALUES "
+            "($1, $2, $3, $4, ST_SetSRID(ST_MakePoint($5, $6), 4326)::geography, 50, "
+            "'Europe/Paris', $7) RETURNING id",
+            organization_id,
+            external_ref,
+            name or f"Store {n}",
+            f"{n} Rue de Test, 75001 Paris",
+            lon,
+            lat,
+            opening_hours,
+        )
+
+    async def stores_at(
+        self, organization_id: uuid.UUID, points: list[tuple[float, float]]
+    ) -> list[uuid.UUID]:
+        rows = await self.db.fetch(
+            "INSERT INTO store (organization_id, name, address, location, geofence_radius_m, "
+            "timezone, opening_hours) SELECT $1, 'Store ' || i, '', "
+            "ST_SetSRID(ST_MakePoint(lon, lat), 4326)::geography, 50, 'UTC', '24/7' "
+            "FROM unnest($2::float8[], $3::float8[]) WITH ORDINALITY AS p(lat, lon, i) "
+            "ORDER BY i RETURNING id",
+            organization_id,
+            [p[0] for p in points],
+            [p[1] for p in points],
+        )
+        return [row["id"] for row in rows]
+
+    async def campaign(
+        self,
+        client: Account,
+        store_ids: list[uuid.UUID],
+        *,
+        reward_cents: int = 600,
+        onsite_minutes: int = 15,
+        reservation_minutes: int = 60,
+        starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
+    ) -> tuple[uuid.UUID, list[uuid.UUID]]:
+        """A launched campaign with one open task per store; returns (campaign id, task ids)
+        in the order of ``store_ids``."""
+        now = datetime.now(UTC)
+        starts_at = starts_at or now - timedelta(hours=1)
+        ends_at = ends_at or now + timedelta(days=7)
+        campaign_id = await self.db.fetchval(
+            "INSERT INTO campaign (organization_id, name, purpose, instructions, min_photos, "
+            "max_photos, reward_cents, currency, onsite_minutes, reservation_minutes, "
+            "starts_at, ends_at, status, created_by) VALUES ($1, 'Shelf check', "
+            "'Check the organic range is on shelf', '', 1, 3, $2, 'EUR', $3, $4, $5, $6, "
+            "'active', $7) RETURNING id",
+            client.organization_id,
+            reward_cents,
+            onsite_minutes,
+            reservation_minutes,
+            starts_at,
+            ends_at,
+            client.id,
+        )
+        rows = await self.db.fetch(
+            "INSERT INTO task (campaign_id, store_id, location, reward_cents, currency, status, "
+            "starts_at, ends_at) SELECT $1, s.id, s.location, $2, 'EUR', 'open', $3, $4 "
+            "FROM unnest($5::uuid[]) WITH ORDINALITY AS t(store_id, i) "
+            "JOIN store s ON s.id = t.store_id ORDER BY i RETURNING id",
+            campaign_id,
+            reward_cents,
+            starts_at,
+            ends_at,
+            store_ids,
+        )
+        return campaign_id, [row["id"] for row in rows]
+
+
+@pytest.fixture
+def factory(db: asyncpg.Connection, settings: Settings) -> Factory:
+    return Factory(db, settings)
+
+
+async def table_fingerprint(db: asyncpg.Connection) -> dict[str, Any]:
+    """Everything that could change, summarised: row counts and task/reservation states."""
+    fingerprint: dict[str, Any] = {}
+    for table in TABLES:
+        fingerprint[table] = await db.fetchval(f"SELECT count(*) FROM {table}")
+    fingerprint["task_states"] = await db.fetch(
+        "SELECT id, status, reserved_until FROM task ORDER BY id"
+    )
+    fingerprint["reservation_states"] = await db.fetch(
+        "SELECT id, state, expires_at FROM reservation ORDER BY id"
+    )
+    fingerprint["campaign_states"] = await db.fetch("SELECT id, status FROM campaign ORDER BY id")
+    return fingerprint
