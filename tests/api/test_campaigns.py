@@ -51,7 +51,7 @@ async def test_launch_creates_one_task_per_targeted_store(http, factory, db):
 
 async def test_targets_by_store_ids_and_polygon(http, factory):
     client = await factory.account(Role.client)
-    a, b, c = await factory.stores_at(
+    a, _b, c = await factory.stores_at(
         client.organization_id, [(48.85, 2.35), (48.86, 2.36), (48.90, 2.40)]
     )
     by_ids = await http.post(

@@ -140,7 +140,7 @@ async def test_list_pages_bbox_and_geojson(http, factory):
 
 async def test_bbox_across_the_antimeridian(http, factory):
     client = await factory.account(Role.client)
-    fiji, samoa, paris = await factory.stores_at(
+    fiji, samoa, _paris = await factory.stores_at(
         client.organization_id, [(-18.1, 178.4), (-13.8, -171.8), (48.85, 2.35)]
     )
     response = await http.get(

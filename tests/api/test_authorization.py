@@ -1,0 +1,188 @@
+"""Every route and every kind of caller, each cell asserted; refusals change nothing."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+
+from api.main import create_app
+from api.models import Role
+from tests.conftest import PASSWORD, table_fingerprint
+
+CALLERS = ("anonymous", "worker", "client", "other_client", "reviewer", "admin")
+_emails = itertools.count()
+
+
+@dataclass
+class World:
+    accounts: dict[str, Any]
+    store_id: str
+    campaign_id: str
+    free_task_id: str
+    reservation_id: str
+    worker_email: str
+
+
+def _register_body(world: World) -> dict[str, Any]:
+    return {
+        "json": {
+            "email": f"new{next(_emails)}@example.org",
+            "password": "long enough pw",
+            "display_name": "New",
+        }
+    }
+
+
+def _store_body(world: World) -> dict[str, Any]:
+    return {"json": {"name": "Shop", "lat": 48.8, "lon": 2.3, "timezone": "Europe/Paris"}}
+
+
+def _campaign_body(world: World) -> dict[str, Any]:
+    return {
+        "json": {
+            "name": "Check",
+            "purpose": "See the shelf",
+            "reward_cents": 500,
+            "currency": "EUR",
+            "onsite_minutes": 10,
+            "ends_at": (datetime.now(UTC) + timedelta(days=2)).isoformat(),
+            "target": {"store_ids": [world.store_id]},
+        }
+    }
+
+
+WORKER_ONLY = (401, 200, 403, 403, 403, 403)
+CLIENT_ONLY = (401, 403, 200, 200, 403, 403)
+OWN_CLIENT_ONLY = (401, 403, 200, 404, 403, 403)
+EVERYONE = (200,) * 6
+
+# (method, path template, request kwargs, statuses in CALLERS order)
+MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
+    ("POST", "/v1/auth/register", _register_body, (201,) * 6),
+    (
+        "POST",
+        "/v1/auth/token",
+        lambda w: {"data": {"username": w.worker_email, "password": PASSWORD}},
+        EVERYONE,
+    ),
+    ("GET", "/v1/me", None, (401, 200, 200, 200, 200, 200)),
+    ("POST", "/v1/stores", _store_body, (401, 403, 201, 201, 403, 403)),
+    ("GET", "/v1/stores", None, CLIENT_ONLY),
+    (
+        "POST",
+        "/v1/stores/import",
+        lambda w: {
+            "content": b"name,lat,lon,timezone\nA,1,2,UTC\n",
+            "headers": {"Content-Type": "text/csv"},
+        },
+        (401, 403, 201, 201, 403, 403),
+    ),
+    ("POST", "/v1/campaigns", _campaign_body, (401, 403, 201, 422, 403, 403)),
+    ("GET", "/v1/campaigns", None, CLIENT_ONLY),
+    ("GET", "/v1/campaigns/{campaign_id}", None, OWN_CLIENT_ONLY),
+    ("POST", "/v1/campaigns/{campaign_id}/cancel", None, OWN_CLIENT_ONLY),
+    ("GET", "/v1/campaigns/{campaign_id}/results", None, OWN_CLIENT_ONLY),
+    ("GET", "/v1/tasks/nearby?lat=48.85&lon=2.35", None, WORKER_ONLY),
+    ("GET", "/v1/tasks/{free_task_id}", None, WORKER_ONLY),
+    ("POST", "/v1/tasks/{free_task_id}/reservations", None, (401, 201, 403, 403, 403, 403)),
+    ("GET", "/v1/me/reservations", None, WORKER_ONLY),
+    ("GET", "/v1/reservations/{reservation_id}", None, WORKER_ONLY),
+    ("DELETE", "/v1/reservations/{reservation_id}", None, (401, 204, 403, 403, 403, 403)),
+    ("GET", "/healthz", None, EVERYONE),
+    ("GET", "/openapi.json", None, EVERYONE),
+    ("GET", "/docs", None, EVERYONE),
+    ("GET", "/docs/oauth2-redirect", None, EVERYONE),
+    ("GET", "/redoc", None, EVERYONE),
+]
+DOCUMENTATION_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+@pytest.fixture
+async def world(factory, http) -> World:
+    client = await factory.account(Role.client)
+    accounts = {
+        "anonymous": None,
+        "worker": await factory.account(Role.worker),
+        "client": client,
+        "other_client": await factory.account(Role.client),
+        "reviewer": await factory.account(Role.reviewer),
+        "admin": await factory.account(Role.admin),
+    }
+    store_ids = await factory.stores_at(client.organization_id, [(48.85, 2.35), (48.851, 2.351)])
+    campaign_id, (held_task, free_task) = await factory.campaign(client, store_ids)
+    worker = accounts["worker"]
+    reservation = await http.post(f"/v1/tasks/{held_task}/reservations", headers=worker.headers)
+    assert reservation.status_code == 201
+    return World(
+        accounts=accounts,
+        store_id=str(store_ids[0]),
+        campaign_id=str(campaign_id),
+        free_task_id=str(free_task),
+        reservation_id=reservation.json()["id"],
+        worker_email=worker.email,
+    )
+
+
+CELLS = [
+    pytest.param(method, path, kwargs, caller, expected[i], id=f"{method} {path} as {caller}")
+    for method, path, kwargs, expected in MATRIX
+    for i, caller in enumerate(CALLERS)
+]
+
+
+@pytest.mark.parametrize(("method", "path", "make_kwargs", "caller", "expected"), CELLS)
+async def test_authorization_matrix(http, db, world, method, path, make_kwargs, caller, expected):
+    account = world.accounts[caller]
+    kwargs = make_kwargs(world) if make_kwargs else {}
+    headers = kwargs.pop("headers", {}) | (account.headers if account else {})
+    url = path.format(**vars(world))
+    before = await table_fingerprint(db)
+    response = await http.request(method, url, headers=headers, **kwargs)
+    assert response.status_code == expected, response.text
+    if expected >= 400:
+        assert await table_fingerprint(db) == before
+        assert set(response.json()) >= {"detail", "code"}
+
+
+def _access_rules(route: APIRoute) -> list[Any]:
+    rules = []
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dependency = pending.pop()
+        if hasattr(dependency.call, "allowed_roles"):
+            rules.append(dependency.call)
+        pending.extend(dependency.dependencies)
+    return rules
+
+
+def _all_routes(routes):
+    for route in routes:
+        if hasattr(route, "original_router"):
+            yield from _all_routes(route.original_router.routes)
+        else:
+            yield route
+
+
+def test_every_route_has_an_access_rule_and_a_row_in_the_matrix():
+    app = create_app()
+    in_matrix = {(method, path.split("?")[0]) for method, path, _, _ in MATRIX}
+    in_app = set()
+    for route in _all_routes(app.routes):
+        for method in route.methods - {"HEAD"}:
+            in_app.add((method, route.path.replace("{task_id}", "{free_task_id}")))
+        if isinstance(route, APIRoute):
+            assert _access_rules(route), f"{route.path} declares no access rule"
+        else:
+            assert route.path in DOCUMENTATION_ROUTES, route.path
+    assert in_app == in_matrix
+
+
+async def test_other_clients_list_only_their_own_stores(http, world):
+    other = world.accounts["other_client"]
+    response = await http.get("/v1/stores", headers=other.headers)
+    assert response.json()["items"] == []

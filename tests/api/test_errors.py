@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from api.models import Role
+
+
+async def test_oversized_bodies_are_refused_before_reaching_a_handler(http, factory, db):
+    client = await factory.account(Role.client)
+    big = b"name,lat,lon,timezone\n" + b"A,1,2,UTC\n" * 120_000
+    response = await http.post(
+        "/v1/stores/import", headers=client.headers | {"Content-Type": "text/csv"}, content=big
+    )
+    assert response.status_code == 413
+    assert response.json() == {
+        "detail": "Request body exceeds 1048576 bytes.",
+        "code": "payload_too_large",
+    }
+
+    async def chunks():
+        for _ in range(200):
+            yield b"x" * 8192
+
+    streamed = await http.post(
+        "/v1/stores/import",
+        headers=client.headers | {"Content-Type": "text/csv"},
+        content=chunks(),
+    )
+    assert streamed.status_code == 413
+    assert await db.fetchval("SELECT count(*) FROM store") == 0
+
+
+async def test_malformed_input_gets_a_422_envelope_never_a_500(http, factory):
+    client = await factory.account(Role.client)
+    worker = await factory.account(Role.worker)
+    cases = [
+        (
+            "POST",
+            "/v1/stores",
+            client,
+            {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+        ),
+        ("POST", "/v1/stores", client, {"json": []}),
+        (
+            "POST",
+            "/v1/stores",
+            client,
+            {"json": {"name": "x" * 201, "lat": 1, "lon": 1, "timezone": "UTC"}},
+        ),
+        (
+            "POST",
+            "/v1/campaigns",
+            client,
+            {"json": {"target": {"polygon": {"type": "Polygon", "coordinates": "x"}}}},
+        ),
+        ("GET", "/v1/campaigns/not-a-uuid", client, {}),
+        ("GET", "/v1/stores?cursor=zzz", client, {}),
+        ("GET", "/v1/stores?limit=100000", client, {}),
+        ("POST", "/v1/tasks/123/reservations", worker, {}),
+        ("GET", "/v1/tasks/nearby?lat=1e400&lon=0", worker, {}),
+    ]
+    for method, path, account, kwargs in cases:
+        headers = kwargs.pop("headers", {}) | account.headers
+        response = await http.request(method, path, headers=headers, **kwargs)
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["code"] == "invalid_request"
+
+
+async def test_unknown_routes_and_methods_use_the_envelope(http, factory):
+    worker = await factory.account(Role.worker)
+    missing = await http.get("/v1/nothing-here", headers=worker.headers)
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "Not Found", "code": "not_found"}
+    wrong_method = await http.put("/v1/me", headers=worker.headers)
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["code"] == "method_not_allowed"
+
+
+async def test_openapi_documents_the_distance_and_the_error_envelope(http):
+    schema = (await http.get("/openapi.json")).json()
+    assert "geodesic on the WGS84 ellipsoid" in schema["info"]["description"]
+    nearby = schema["paths"]["/v1/tasks/nearby"]["get"]
+    assert set(nearby["responses"]) >= {"200", "401", "403", "422"}
+    assert "ErrorOut" in schema["components"]["schemas"]

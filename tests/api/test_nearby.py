@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from api.models import Role
+from api.tasks import _CANDIDATES
+from geo.distance import chord_for_arc, geodesic_m, great_circle_m, unit_vector
+
+# Query points chosen where planar shortcuts break: the poles, both sides of the antimeridian,
+# high latitudes, plus ordinary cities.
+HOTSPOTS = [
+    (89.95, 10.0),
+    (-89.9, 120.0),
+    (0.0, 179.99),
+    (0.0, -179.99),
+    (65.8, -179.95),
+    (-16.5, 179.9),
+    (48.8566, 2.3522),
+    (78.22, 15.65),
+    (-33.87, 151.21),
+]
+
+
+def scattered_points(rng: random.Random, count: int) -> list[tuple[float, float]]:
+    points = []
+    for i in range(count):
+        if i % 10 == 9:  # a global tail
+            points.append((math.degrees(math.asin(rng.uniform(-1, 1))), rng.uniform(-180, 180)))
+            continue
+        lat0, lon0 = HOTSPOTS[i % len(HOTSPOTS)]
+        # Up to ~60 km away in any direction, computed on the sphere so it wraps correctly.
+        distance = rng.uniform(0, 60_000) / 6_371_008.8
+        bearing = rng.uniform(0, 2 * math.pi)
+        phi0, lam0 = math.radians(lat0), math.radians(lon0)
+        phi = math.asin(
+            math.sin(phi0) * math.cos(distance)
+            + math.cos(phi0) * math.sin(distance) * math.cos(bearing)
+        )
+        lam = lam0 + math.atan2(
+            math.sin(bearing) * math.sin(distance) * math.cos(phi0),
+            math.cos(distance) - math.sin(phi0) * math.sin(phi),
+        )
+        lon = (math.degrees(lam) + 540) % 360 - 180
+        points.append((round(math.degrees(phi), 7), round(lon, 7)))
+    return points
+
+
+def assert_same_ranking(
+    got: list[tuple[str, float]], expected: list[tuple[str, float]], radius: float, limit: int
+) -> None:
+    """Same ids in the same order, up to ties within 1 m; distances match the geodesic."""
+    exact = dict(expected)
+    full = sorted(expected, key=lambda pair: pair[1])
+    want = full[:limit]
+    assert len(got) == len(want)
+    for (got_id, got_d), (_, want_d) in zip(got, want, strict=True):
+        assert got_id in exact, got_id
+        assert abs(got_d - exact[got_id]) <= max(0.05, 0.005 * exact[got_id])
+        assert abs(exact[got_id] - want_d) <= 1.0  # same rank, or tied within a metre
+    cutoff = want[-1][1] if want else radius
+    must_have = {i for i, d in want if d < cutoff - 1.0}
+    assert must_have <= {i for i, _ in got}
+
+
+@pytest.mark.slow
+async def test_nearby_matches_brute_force_over_2000_tasks(http, factory):
+    rng = random.Random(7)
+    client = await factory.account(Role.client)
+    worker = await factory.account(Role.worker)
+    points = scattered_points(rng, 2000)
+    store_ids = await factory.stores_at(client.organization_id, points)
+    _, task_ids = await factory.campaign(client, store_ids)
+    located = list(zip((str(t) for t in task_ids), points, strict=True))
+
+    queries = [(lat, lon, 50_000, 100) for lat, lon in HOTSPOTS]
+    queries += [(lat, lon, 5_000, 20) for lat, lon in HOTSPOTS[:4]]
+    queries += [(lat, lon, 50_000, 7) for lat, lon in HOTSPOTS[4:]]
+    queries += [(points[i][0], points[i][1], 20_000, 10) for i in rng.sample(range(2000), 12)]
+    checked = 0
+    for lat, lon, radius, limit in queries:
+        response = await http.get(
+            "/v1/tasks/nearby",
+            headers=worker.headers,
+            params={"lat": lat, "lon": lon, "radius_m": radius, "limit": limit},
+        )
+        assert response.status_code == 200
+        got = [(t["task_id"], t["distance_m"]) for t in response.json()["items"]]
+        expected = [
+            (task_id, d)
+            for task_id, (plat, plon) in located
+            # The sphere is within 0.6 % of the ellipsoid: a cheap, safe pre-filter.
+            if great_circle_m(lat, lon, plat, plon) <= radius * 1.01
+            and (d := geodesic_m(lat, lon, plat, plon)) <= radius
+        ]
+        assert_same_ranking(got, expected, radius, limit)
+        checked += len(got)
+    # The queries are dense enough that the comparison means something.
+    assert checked == 1127
+
+
+async def test_nearby_item_carries_what_a_worker_needs(http, factory):
+    client = await factory.account(Role.client)
+    worker = await factory.account(Role.worker)
+    (store_id,) = await factory.stores_at(client.organization_id, [(48.8600, 2.3522)])
+    _, (task_id,) = await factory.campaign(client, [store_id], reward_cents=600, onsite_minutes=15)
+    response = await http.get(
+        "/v1/tasks/nearby", headers=worker.headers, params={"lat": 48.8566, "lon": 2.3522}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["radius_m"] == 2000
+    assert body["origin"] == {"type": "Point", "coordinates": [2.3522, 48.8566]}
+    (item,) = body["items"]
+    distance = geodesic_m(48.8566, 2.3522, 48.86, 2.3522)
+    assert item["task_id"] == str(task_id)
+    assert item["distance_m"] == round(distance, 1)
+    walking = distance / (5000 / 60)
+    assert item["walking_minutes"] == round(walking, 1)
+    assert item["estimated_hourly_rate_cents"] == round(600 * 60 / (15 + walking))
+    assert item["client"]["name"].startswith("Client ")
+    assert item["purpose"] == "Check the organic range is on shelf"
+    assert item["reward_cents"] == 600
+    assert item["currency"] == "EUR"
+    assert item["store"]["location"] == {"type": "Point", "coordinates": [2.3522, 48.86]}
+
+
+async def test_nearby_bounds(http, factory):
+    worker = await factory.account(Role.worker)
+    cases = [
+        ({"lat": 91, "lon": 0}, "invalid_request"),
+        ({"lat": 0, "lon": 180.5}, "invalid_request"),
+        ({"lat": "x", "lon": 0}, "invalid_request"),
+        ({"lon": 0}, "invalid_request"),
+        ({"lat": 0, "lon": 0, "radius_m": 50_001}, "radius_too_large"),
+        ({"lat": 0, "lon": 0, "radius_m": 0}, "invalid_request"),
+        ({"lat": 0, "lon": 0, "limit": 101}, "limit_too_large"),
+        ({"lat": 0, "lon": 0, "limit": 0}, "invalid_request"),
+        ({"lat": "nan", "lon": 0}, "invalid_request"),
+    ]
+    for params, code in cases:
+        response = await http.get("/v1/tasks/nearby", headers=worker.headers, params=params)
+        assert (response.status_code, response.json()["code"]) == (422, code), params
+    empty = await http.get(
+        "/v1/tasks/nearby", headers=worker.headers, params={"lat": 0, "lon": 0, "radius_m": 50_000}
+    )
+    assert empty.json()["items"] == []
+
+
+async def test_candidate_query_uses_the_unit_vector_index(factory, db):
+    client = await factory.account(Role.client)
+    rng = random.Random(3)
+    store_ids = await factory.stores_at(client.organization_id, scattered_points(rng, 3000))
+    await factory.campaign(client, store_ids)
+    await db.execute("ANALYZE task")
+    x, y, z = unit_vector(48.8566, 2.3522)
+    sql = str(_CANDIDATES)
+    for name, value in {
+        "x": x,
+        "y": y,
+        "z": z,
+        "c": chord_for_arc(2000),
+        "k": 30,
+        "lat": 48.8566,
+        "lon": 2.3522,
+    }.items():
+        sql = sql.replace(f":{name}", repr(value))
+    plan = "\n".join(r[0] for r in await db.fetch("EXPLAIN " + sql))
+    assert "ix_task_available_unit_vector" in plan
+    assert "Seq Scan on task" not in plan
