@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
 from shapely.geometry import shape
-from sqlalchemy import String, case, cast, func, literal, select, update
+from sqlalchemy import String, case, cast, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import audit
@@ -242,7 +242,7 @@ async def create_campaign(
         await _targeted_store_filter(session, client.organization_id, body.target),
     )
     created = await session.execute(
-        Task.__table__.insert()
+        insert(Task)
         .from_select(
             [
                 "campaign_id",

@@ -7,7 +7,7 @@ import math
 import random
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import create_user
@@ -116,7 +116,7 @@ async def seed_demo(session: AsyncSession, *, stores: int = 200) -> None:
                 organization_id=organization.id if role == Role.client else None,
             )
         rows = [store_row_values(organization.id, s) for s in demo_stores(stores)]
-        await session.execute(Store.__table__.insert(), rows)
+        await session.execute(insert(Store), rows)
         client = await session.scalar(select(User).where(User.email == people[0][0]))
         assert client is not None
         now = datetime.now(UTC)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
 from shapely.geometry import Point, shape
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -172,7 +172,7 @@ async def create_store(session: AsyncSession, *, client: User, store: StoreIn) -
                 store_id=str(exists),
             )
     store_id = await session.scalar(
-        Store.__table__.insert()
+        insert(Store)
         .values(store_row_values(client.organization_id, store))
         .returning(Store.id)
     )

@@ -78,7 +78,7 @@ class NearbyQuery:
     limit: int
 
 
-def nearby_query(
+async def nearby_query(
     settings: SettingsDep,
     lat: Annotated[Latitude, Query(description="Worker latitude, WGS84 degrees")],
     lon: Annotated[Longitude, Query(description="Worker longitude, WGS84 degrees")],
@@ -94,31 +94,7 @@ def nearby_query(
     return NearbyQuery(lat=lat, lon=lon, radius_m=radius, limit=limit)
 
 
-# Candidates by chord distance between unit vectors (the n-D GiST index, exact great-circle
-# order on the sphere), then the true WGS84 geodesic for each candidate.
-_CANDIDATES = text(
-    """
-    WITH candidate AS (
-        SELECT t.id, t.unit_vector <<->> ST_MakePoint(:x, :y, :z) AS chord
-        FROM task t
-        WHERE t.status IN ('open', 'reserved')
-          AND (t.status = 'open' OR t.reserved_until <= now())
-          AND t.starts_at <= now() AND t.ends_at > now()
-          AND t.unit_vector &&& ST_MakeLine(
-                ST_MakePoint(:x - :c, :y - :c, :z - :c), ST_MakePoint(:x + :c, :y + :c, :z + :c))
-        ORDER BY t.unit_vector <<->> ST_MakePoint(:x, :y, :z)
-        LIMIT :k
-    )
-    SELECT candidate.id, candidate.chord,
-           ST_Distance(t.location, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography)
-               AS distance_m
-    FROM candidate JOIN task t ON t.id = candidate.id
-    """
-)
-
-_DETAILS = text(
-    """
-    SELECT t.id AS task_id,
+_DETAIL_COLUMNS = """
            CASE WHEN t.status = 'reserved' AND t.reserved_until <= now() THEN 'open'
                 ELSE t.status::text END AS status, t.reward_cents, t.currency,
            t.ends_at AS available_until,
@@ -129,37 +105,70 @@ _DETAILS = text(
            s.id AS store_id, s.name AS store_name, s.address,
            ST_Y(s.location::geometry) AS lat, ST_X(s.location::geometry) AS lon,
            s.geofence_radius_m, s.timezone, s.opening_hours
-    FROM task t
+"""
+
+_DETAIL_JOINS = """
     JOIN campaign c ON c.id = t.campaign_id
     JOIN organization o ON o.id = c.organization_id
     JOIN store s ON s.id = t.store_id
+"""
+
+# Candidates by chord distance between unit vectors (the n-D GiST index, exact great-circle
+# order on the sphere), each with its true WGS84 geodesic distance and its details, in one
+# round trip: the few candidates that do not make the cut cost less than a second query.
+_CANDIDATES = text(
+    f"""
+    WITH candidate AS (
+        SELECT t.id, t.campaign_id, t.store_id, t.status, t.reserved_until, t.reward_cents,
+               t.currency, t.ends_at,
+               t.unit_vector <<->> ST_MakePoint(:x, :y, :z) AS chord,
+               ST_Distance(t.location, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography)
+                   AS distance_m
+        FROM task t
+        WHERE t.status IN ('open', 'reserved')
+          AND (t.status = 'open' OR t.reserved_until <= now())
+          AND t.starts_at <= now() AND t.ends_at > now()
+          AND t.unit_vector &&& ST_MakeLine(
+                ST_MakePoint(:x - :c, :y - :c, :z - :c), ST_MakePoint(:x + :c, :y + :c, :z + :c))
+        ORDER BY t.unit_vector <<->> ST_MakePoint(:x, :y, :z)
+        LIMIT :k
+    )
+    SELECT t.id AS task_id, t.chord, t.distance_m,{_DETAIL_COLUMNS}
+    FROM candidate t{_DETAIL_JOINS}"""
+)
+
+_DETAILS = text(
+    f"""
+    SELECT t.id AS task_id,{_DETAIL_COLUMNS}
+    FROM task t{_DETAIL_JOINS}
     WHERE t.id = ANY(:ids)
     """
 )
 
 
 def _task_out_fields(row: Any) -> dict[str, Any]:
+    # Plain data: pydantic builds the nested models when it validates the response.
     return {
         "task_id": row.task_id,
-        "status": TaskStatus(row.status),
-        "client": ClientOut(
-            organization_id=row.organization_id,
-            name=row.organization_name,
-            description=row.organization_description,
-        ),
+        "status": row.status,
+        "client": {
+            "organization_id": row.organization_id,
+            "name": row.organization_name,
+            "description": row.organization_description,
+        },
         "campaign_id": row.campaign_id,
         "campaign_name": row.campaign_name,
         "purpose": row.purpose,
         "instructions": row.instructions,
-        "store": StoreSummary(
-            id=row.store_id,
-            name=row.store_name,
-            address=row.address,
-            location=PointGeometry.of(row.lat, row.lon),
-            geofence_radius_m=row.geofence_radius_m,
-            timezone=row.timezone,
-            opening_hours=row.opening_hours,
-        ),
+        "store": {
+            "id": row.store_id,
+            "name": row.store_name,
+            "address": row.address,
+            "location": {"coordinates": (row.lon, row.lat)},
+            "geofence_radius_m": row.geofence_radius_m,
+            "timezone": row.timezone,
+            "opening_hours": row.opening_hours,
+        },
         "reward_cents": row.reward_cents,
         "currency": row.currency,
         "onsite_minutes": row.onsite_minutes,
@@ -178,9 +187,10 @@ def estimated_hourly_rate_cents(
 
 async def nearest_open_tasks(
     session: AsyncSession, *, lat: float, lon: float, radius_m: float, limit: int
-) -> list[tuple[uuid.UUID, float]]:
-    """(task id, geodesic metres) of the ``limit`` nearest available tasks within the radius,
-    nearest first (ties broken by id), exact on the WGS84 ellipsoid.
+) -> list[Any]:
+    """The ``limit`` nearest available tasks within the radius, nearest first (ties broken by
+    id), exact on the WGS84 ellipsoid: rows of ``_CANDIDATES`` (``task_id``, ``distance_m`` in
+    metres and the task's details).
 
     The index ranks by great-circle distance on a sphere, which differs from the geodesic by a
     ratio within 1 ± SPHERE_ELLIPSOID_MAX_RATIO_ERROR; the candidate set is widened until it
@@ -198,44 +208,41 @@ async def nearest_open_tasks(
             )
         ).all()
         within = sorted(
-            ((row.distance_m, row.id) for row in rows if row.distance_m <= radius_m),
-            key=lambda pair: (pair[0], str(pair[1])),
+            (row for row in rows if row.distance_m <= radius_m),
+            key=lambda row: (row.distance_m, str(row.task_id)),
         )
         if len(rows) < k:
             break  # every task inside the search box was seen
         farthest_seen = arc_for_chord(max(row.chord for row in rows))
-        needed = within[limit - 1][0] if len(within) >= limit else radius_m
+        needed = within[limit - 1].distance_m if len(within) >= limit else radius_m
         if needed * slack <= farthest_seen:
             break  # any unseen task is farther than the last one kept
         k *= 4
-    return [(task_id, distance) for distance, task_id in within[:limit]]
+    return within[:limit]
 
 
 async def nearby(session: AsyncSession, query: NearbyQuery, work: WorkSettings) -> NearbyOut:
     ranked = await nearest_open_tasks(
         session, lat=query.lat, lon=query.lon, radius_m=query.radius_m, limit=query.limit
     )
-    details = {
-        row.task_id: row
-        for row in (await session.execute(_DETAILS, {"ids": [t for t, _ in ranked]})).all()
-    }
     metres_per_minute = work.walking_speed_kmh * 1000 / 60
     items = []
-    for task_id, distance in ranked:
-        row = details[task_id]
-        walking_minutes = distance / metres_per_minute
-        items.append(
-            NearbyTask(
-                **_task_out_fields(row),
-                distance_m=round(distance, 1),
-                walking_minutes=round(walking_minutes, 1),
-                estimated_hourly_rate_cents=estimated_hourly_rate_cents(
-                    row.reward_cents, row.onsite_minutes, walking_minutes
-                ),
-            )
+    for row in ranked:
+        walking_minutes = row.distance_m / metres_per_minute
+        item = _task_out_fields(row)
+        item["distance_m"] = round(row.distance_m, 1)
+        item["walking_minutes"] = round(walking_minutes, 1)
+        item["estimated_hourly_rate_cents"] = estimated_hourly_rate_cents(
+            row.reward_cents, row.onsite_minutes, walking_minutes
         )
-    return NearbyOut(
-        origin=PointGeometry.of(query.lat, query.lon), radius_m=query.radius_m, items=items
+        items.append(item)
+    # One validation of plain data builds every nested model at once, in pydantic's core.
+    return NearbyOut.model_validate(
+        {
+            "origin": {"coordinates": (query.lon, query.lat)},
+            "radius_m": query.radius_m,
+            "items": items,
+        }
     )
 
 
