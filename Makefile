@@ -63,9 +63,9 @@ seed: deps migrate
 	$(BIN)/python -m api.cli seed-demo
 
 lint: deps
-	$(BIN)/ruff check api geo tests bench
-	$(BIN)/ruff format --check api geo tests bench
-	$(BIN)/mypy api geo
+	$(BIN)/ruff check api geo storage validation tests bench
+	$(BIN)/ruff format --check api geo storage validation tests bench
+	$(BIN)/mypy api geo storage validation
 
 bench-nearby: deps postgis
 	$(BIN)/python bench/nearby.py

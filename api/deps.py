@@ -13,10 +13,11 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.errors import Forbidden, NotAuthenticated
+from api.errors import DomainError, Forbidden, NotAuthenticated
 from api.models import Role, User
 from api.security import read_token
 from api.settings import Settings
+from storage import ObjectStore
 
 
 def get_settings(request: Request) -> Settings:
@@ -26,12 +27,22 @@ def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
+def get_object_store(request: Request) -> ObjectStore:
+    return request.app.state.object_store
+
+
+StorageDep = Annotated[ObjectStore, Depends(get_object_store)]
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     # The only place that commits: one request, one transaction, rolled back on any error.
     async with request.app.state.sessionmaker() as session:
         try:
             yield session
             await session.commit()
+        except DomainError as exc:
+            await (session.commit() if exc.keeps_changes else session.rollback())
+            raise
         except BaseException:
             await session.rollback()
             raise

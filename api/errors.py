@@ -8,15 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from storage.errors import StorageUnavailable
+
 
 class DomainError(Exception):
     code = "error"
+    # A refusal that records what happened (an upload refused and deleted) keeps the
+    # transaction's changes; every other error rolls back.
+    keeps_changes = False
 
     def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
         super().__init__(detail)
@@ -111,7 +118,42 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StorageUnavailable)
+    return JSONResponse(
+        error_body("Photo storage is unavailable; retry shortly.", "storage_unavailable"),
+        status_code=503,
+        headers={"Retry-After": str(exc.retry_after_s)},
+    )
+
+
+def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        error_body(
+            "The database is unavailable or overloaded; retry shortly.", "database_unavailable"
+        ),
+        status_code=503,
+        headers={"Retry-After": "2"},
+    )
+
+
+# Failures to reach the database, or to get a connection from it in time: nothing was changed,
+# so the client may retry.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    ConnectionError,
+)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(StorageUnavailable, _storage_unavailable)
+    for exception in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(exception, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -9,11 +9,23 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from api import auth, campaigns, reservations, store_import, stores, tasks
+from api import (
+    auth,
+    campaigns,
+    photos,
+    reservations,
+    routes,
+    store_import,
+    stores,
+    submissions,
+    tasks,
+    uploads,
+)
 from api.db import make_engine, make_sessionmaker
 from api.deps import Public
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
+from api.object_store import build_object_store
 from api.reservations import sweep_forever
 from api.settings import Settings
 
@@ -42,6 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.db)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.object_store = build_object_store(
+            settings.storage, signing_key=settings.auth.secret_key.get_secret_value().encode()
+        )
         sweeper = None
         if settings.app.run_sweeper:
             sweeper = asyncio.create_task(
@@ -64,8 +79,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.app.max_body_bytes)
-    for module in (auth, stores, store_import, campaigns, tasks, reservations):
+    # Photo uploads to the local store stream past the JSON body limit: the upload route checks
+    # the signed grant and the declared size before it reads a byte, and stops past it.
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.app.max_body_bytes, exempt_prefixes=("/v1/uploads/",)
+    )
+    resources = (auth, stores, store_import, campaigns, tasks, reservations, routes, photos)
+    for module in (*resources, submissions, uploads):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["operations"], dependencies=[Public])

@@ -10,10 +10,12 @@ from typing import Any
 from geoalchemy2 import Geography, Geometry
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Computed,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -23,7 +25,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.db import Base
@@ -248,6 +250,92 @@ class Reservation(Base):
         ),
         Index("ix_reservation_worker_id_created_at", "worker_id", "created_at"),
         CheckConstraint("(state = 'active') = (ended_at IS NULL)", name="ended_unless_active"),
+    )
+
+
+class PhotoState(enum.StrEnum):
+    pending = "pending"  # upload granted, not yet checked
+    completed = "completed"  # arrived intact and checked
+    refused = "refused"  # arrived wrong (size, type, checksum, unreadable) and deleted
+
+
+class Verdict(enum.StrEnum):
+    accepted = "accepted"
+    needs_review = "needs_review"
+    rejected = "rejected"
+
+
+class Photo(Base):
+    __tablename__ = "photo"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    reservation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("reservation.id", ondelete="CASCADE")
+    )
+    worker_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="RESTRICT"))
+    object_key: Mapped[str] = mapped_column(String(300), unique=True)
+    content_type: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    state: Mapped[PhotoState] = mapped_column(_enum(PhotoState, "photo_state"))
+    upload_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What the photo says about itself, once checked.
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    exif_location: Mapped[Any | None] = mapped_column(
+        Geography("POINT", srid=4326, spatial_index=False)
+    )
+    exif_accuracy_m: Mapped[float | None] = mapped_column(Float)
+    captured_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    capture_time_source: Mapped[str | None] = mapped_column(String(20))
+    phash: Mapped[int | None] = mapped_column(BigInteger)
+    # Eight position-tagged bytes of the perceptual hash: any hash within Hamming distance 7
+    # shares one, so a GIN index finds near-duplicates without scanning every photo.
+    phash_bands: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
+    checks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    refusal_code: Mapped[str | None] = mapped_column(String(64))
+    sanitized_key: Mapped[str | None] = mapped_column(String(300))
+
+    __table_args__ = (
+        Index("ix_photo_reservation_id", "reservation_id"),
+        Index("ix_photo_sha256", "sha256", postgresql_where=text("state = 'completed'")),
+        Index("ix_photo_phash_bands", "phash_bands", postgresql_using="gin"),
+        Index(
+            "ix_photo_pending_upload_expires_at",
+            "upload_expires_at",
+            postgresql_where=text("state = 'pending'"),
+        ),
+        CheckConstraint("size_bytes > 0", name="size_positive"),
+    )
+
+
+class Submission(Base):
+    __tablename__ = "submission"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    # One submission per reservation, and one per idempotency key of a worker: retries and
+    # concurrent duplicates collapse onto the same row.
+    reservation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("reservation.id", ondelete="RESTRICT"), unique=True
+    )
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("task.id", ondelete="RESTRICT"))
+    worker_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="RESTRICT"))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    device_location: Mapped[Any] = mapped_column(Geography("POINT", srid=4326, spatial_index=False))
+    device_accuracy_m: Mapped[float] = mapped_column(Float)
+    device_fixed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    device_is_mock: Mapped[bool] = mapped_column(Boolean)
+    report: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    verdict: Mapped[Verdict] = mapped_column(_enum(Verdict, "verdict"))
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (
+        UniqueConstraint("worker_id", "idempotency_key", name="uq_submission_worker_key"),
+        Index("ix_submission_worker_id_created_at", "worker_id", "created_at"),
+        Index("ix_submission_task_id", "task_id"),
     )
 
 

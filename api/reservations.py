@@ -226,6 +226,38 @@ async def own_reservation(
     return reservation
 
 
+async def lock_own_reservation(
+    session: AsyncSession, *, reservation_id: uuid.UUID, worker: User
+) -> Reservation:
+    """The worker's reservation, row-locked until the end of the transaction (404 otherwise).
+
+    Photo grants and submissions on one reservation take this lock first, so counting photos
+    or finding an earlier submission cannot race with a concurrent request."""
+    reservation = await session.scalar(
+        select(Reservation)
+        .where(Reservation.id == reservation_id, Reservation.worker_id == worker.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if reservation is None:
+        raise NotFound("No such reservation.", code="reservation_not_found")
+    return reservation
+
+
+def require_active(reservation: Reservation) -> None:
+    state = effective_state(reservation)
+    if state == ReservationState.expired:
+        raise Conflict(
+            "This reservation expired; reserve the task again if it is still open.",
+            code="reservation_expired",
+            expired_at=reservation.expires_at,
+        )
+    if state != ReservationState.active:
+        raise Conflict(
+            f"This reservation is {state.value}.", code="reservation_not_active", state=state.value
+        )
+
+
 async def release(session: AsyncSession, *, reservation_id: uuid.UUID, worker: User) -> None:
     reservation = await own_reservation(session, reservation_id=reservation_id, worker=worker)
     ended = await session.execute(

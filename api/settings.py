@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from validation import Thresholds
 
 DEVELOPMENT_SECRET = "terrain-development-secret-change-me"
 
@@ -39,6 +42,59 @@ class WorkSettings(BaseSettings):
     nearby_default_radius_m: int = Field(2_000, ge=1)
     nearby_max_radius_m: int = Field(50_000, ge=1)
     nearby_max_limit: int = Field(100, ge=1)
+    # Routes: how many tasks one route may reserve at once (above the single-task cap), how
+    # many candidates the solver weighs, its time limit, and the hold past a planned departure.
+    route_cap: int = Field(8, ge=1, le=50)
+    route_max_candidates: int = Field(300, ge=1, le=1000)
+    route_deadline_s: float = Field(1.0, gt=0, le=10)
+    route_reservation_margin_minutes: int = Field(20, ge=0, le=240)
+
+
+class StorageSettings(BaseSettings):
+    """Where photos go: an S3 API (AWS, MinIO, ...) or the local filesystem (the default)."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRAIN_STORAGE_")
+
+    backend: Literal["local", "s3"] = "local"
+    # Local backend: files under this folder, uploaded through the API's own signed URLs.
+    local_root: str = "var/objects"
+    public_base_url: str = "http://127.0.0.1:8000"
+    # S3 backend.
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "terrain-photos"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_addressing_style: Literal["path", "virtual", "auto"] = "path"
+    s3_connect_timeout_s: float = Field(3.0, gt=0)
+    s3_read_timeout_s: float = Field(10.0, gt=0)
+    s3_max_attempts: int = Field(3, ge=1, le=10)
+    # Grants and links.
+    upload_ttl_s: int = Field(600, ge=30, le=900)
+    download_ttl_s: int = Field(300, ge=30, le=3600)
+    max_photo_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+
+
+class CheckSettings(BaseSettings):
+    """Photo-check thresholds: the defaults of ``validation.Thresholds``, overridable by name,
+    e.g. TERRAIN_CHECKS_THRESHOLDS='{"freshness_s": 3600, "min_short_side_px": 800}'."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRAIN_CHECKS_")
+
+    thresholds_overrides: dict[str, float] = Field(
+        default_factory=dict, validation_alias="TERRAIN_CHECKS_THRESHOLDS"
+    )
+
+    @model_validator(mode="after")
+    def _known_names(self) -> CheckSettings:
+        known = {f.name for f in fields(Thresholds)}
+        if unknown := set(self.thresholds_overrides) - known:
+            raise ValueError(f"unknown check thresholds {sorted(unknown)}; known: {sorted(known)}")
+        self.thresholds()  # the dataclass validates the values
+        return self
+
+    def thresholds(self) -> Thresholds:
+        return replace(Thresholds(), **self.thresholds_overrides)  # type: ignore[arg-type]
 
 
 class AppSettings(BaseSettings):
@@ -54,6 +110,8 @@ class Settings(BaseSettings):
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     work: WorkSettings = Field(default_factory=WorkSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    checks: CheckSettings = Field(default_factory=CheckSettings)
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> Settings:

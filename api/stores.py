@@ -172,9 +172,7 @@ async def create_store(session: AsyncSession, *, client: User, store: StoreIn) -
                 store_id=str(exists),
             )
     store_id = await session.scalar(
-        insert(Store)
-        .values(store_row_values(client.organization_id, store))
-        .returning(Store.id)
+        insert(Store).values(store_row_values(client.organization_id, store)).returning(Store.id)
     )
     row = (await session.execute(_store_columns().where(Store.id == store_id))).one()
     return _store_out(row)

@@ -20,9 +20,7 @@ Point = tuple[float, float]
 
 Matrix = tuple[tuple[float, ...], ...]
 
-DEFAULT_SPEEDS_KMH: Mapping[str, float] = MappingProxyType(
-    {"walk": 5.0, "run": 10.0, "bike": 15.0}
-)
+DEFAULT_SPEEDS_KMH: Mapping[str, float] = MappingProxyType({"walk": 5.0, "run": 10.0, "bike": 15.0})
 # Streets are not straight lines: 1.3 is the usual ratio between the network distance and the
 # crow-flies distance in dense European and North American street grids.
 DEFAULT_DETOUR_FACTOR = 1.3
@@ -45,7 +43,7 @@ class GeodesicTravelModel:
     mode: str = "walk"
     speed_kmh: float | None = None
     detour_factor: float = DEFAULT_DETOUR_FACTOR
-    speeds_kmh: Mapping[str, float] = field(default=DEFAULT_SPEEDS_KMH)
+    speeds_kmh: Mapping[str, float] = field(default_factory=lambda: DEFAULT_SPEEDS_KMH)
     distance_m: Callable[[float, float, float, float], float] = geodesic_m
 
     def __post_init__(self) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import threading
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +17,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import uvicorn
 from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
@@ -21,14 +25,31 @@ from fastapi import FastAPI
 from api.main import create_app
 from api.models import Role
 from api.security import hash_password, issue_token
-from api.settings import AppSettings, AuthSettings, DatabaseSettings, Settings, WorkSettings
+from api.settings import (
+    AppSettings,
+    AuthSettings,
+    DatabaseSettings,
+    Settings,
+    StorageSettings,
+    WorkSettings,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ADMIN_URL = os.environ.get(
     "TERRAIN_TEST_DB_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 TEST_DB = os.environ.get("TERRAIN_TEST_DB_NAME", "terrain_test")
-TABLES = ["audit_event", "reservation", "task", "campaign", "store", '"user"', "organization"]
+TABLES = [
+    "audit_event",
+    "submission",
+    "photo",
+    "reservation",
+    "task",
+    "campaign",
+    "store",
+    '"user"',
+    "organization",
+]
 PASSWORD = "correct horse battery"
 PASSWORD_HASH = hash_password(PASSWORD)
 
@@ -66,24 +87,54 @@ def test_database_url() -> str:
     return url
 
 
-def make_settings(url: str, **work: Any) -> Settings:
+def make_settings(url: str, objects: str, *, connections: int = 15, **work: Any) -> Settings:
     return Settings(
         app=AppSettings(env="test", run_sweeper=False, max_body_bytes=1024 * 1024),
-        db=DatabaseSettings(url=url, pool_size=20, max_overflow=60),
+        db=DatabaseSettings(url=url, pool_size=5, max_overflow=connections - 5),
         auth=AuthSettings(),
         work=WorkSettings(**work),
+        storage=StorageSettings(local_root=objects, public_base_url="http://terrain.test"),
     )
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(  # a real uvicorn server on a loopback port, sharing the test database
+    test_database_url: str, tmp_path_factory
+) -> Iterator[str]:
+    # Enough connections for 50 requests at once, within PostgreSQL's default 100.
+    objects = str(tmp_path_factory.mktemp("objects"))
+    settings = make_settings(test_database_url, objects, connections=55)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the test server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
 @pytest.fixture
-def settings(test_database_url: str) -> Settings:
-    return make_settings(test_database_url)
+def settings(test_database_url: str, tmp_path) -> Settings:
+    return make_settings(test_database_url, str(tmp_path / "objects"))
 
 
 async def truncate(url: str) -> None:
     connection = await asyncpg.connect(plain_dsn(url))
     try:
-        await connection.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        # DELETE, in foreign-key order: on tables this small it is ~100x faster than TRUNCATE.
+        await connection.execute("; ".join(f"DELETE FROM {table}" for table in TABLES))
     finally:
         await connection.close()
 

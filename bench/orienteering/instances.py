@@ -9,6 +9,7 @@ published scores that count the depot's own score.
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ class BenchmarkInstance:
     def path_length(self, path: list[int]) -> float:
         """Length of start -> path (point indices) -> end under the benchmark's own rule."""
         stops = [self.start, *path, self.end]
-        return sum(self.distance(a, b) for a, b in zip(stops, stops[1:], strict=False))
+        return sum(self.distance(a, b) for a, b in itertools.pairwise(stops))
 
     def score(self, path: list[int]) -> float:
         return self.fixed_score + sum(self.scores[i] for i in path)

@@ -6,7 +6,7 @@ import heapq
 import math
 from dataclasses import dataclass
 
-from geo.routing.model import END, FIRST_VISIT, START, Problem
+from geo.routing.model import END, FIRST_VISIT, START, Problem, tolerance_s
 
 Windows = tuple[tuple[float, float], ...]
 
@@ -29,6 +29,7 @@ class Instance:
     windows: list[Windows | None]
     candidates: list[int]  # nodes worth visiting that fit in the budget on their own
     near: list[list[int]]
+    near_of: list[list[int]]  # near_of[x]: the nodes that count x among their nearest
     budget: float
     max_visits: int
     symmetric: bool
@@ -37,16 +38,20 @@ class Instance:
 
 def prepare(problem: Problem) -> Instance:
     size = len(problem.visits) + FIRST_VISIT
-    budget = float(problem.budget_s)
+    # Half the checker's rounding allowance: the search may use it, and whatever it accepts still
+    # passes `check_route` whichever order the float additions happen in.
+    allowance = tolerance_s(problem.budget_s) / 2
+    budget = float(problem.budget_s) + allowance
     travel = [[float(seconds) for seconds in row] for row in problem.travel_s]
     service = [0.0, 0.0] + [float(visit.service_s) for visit in problem.visits]
     reward = [0.0, 0.0] + [float(visit.reward) for visit in problem.visits]
     windows: list[Windows | None] = [None, None]
     for visit in problem.visits:
-        windows.append(_usable_windows(visit.windows, visit.service_s, budget))
+        windows.append(_usable_windows(visit.windows, visit.service_s - allowance, budget))
 
     half = [s / 2.0 for s in service]
-    cost = [[t + half[i] + half[j] for j, t in enumerate(row)] for i, row in enumerate(travel)]
+    # The halves are added first so that a symmetric travel matrix gives a symmetric cost.
+    cost = [[t + (half[i] + half[j]) for j, t in enumerate(row)] for i, row in enumerate(travel)]
     cost_into = [list(column) for column in zip(*cost, strict=True)]
     symmetric = cost == cost_into
 
@@ -56,6 +61,11 @@ def prepare(problem: Problem) -> Instance:
         if reward[node] > 0 and _fits_alone(node, travel, service, windows, budget)
     ]
     max_visits = len(candidates) if problem.max_visits is None else problem.max_visits
+    near = _nearest(cost, candidates, size)
+    near_of: list[list[int]] = [[] for _ in range(size)]
+    for node in candidates:
+        for other in near[node]:
+            near_of[other].append(node)
     return Instance(
         size=size,
         travel=travel,
@@ -65,7 +75,8 @@ def prepare(problem: Problem) -> Instance:
         reward=reward,
         windows=windows,
         candidates=candidates,
-        near=_nearest(cost, candidates, size),
+        near=near,
+        near_of=near_of,
         budget=budget,
         max_visits=min(max_visits, len(candidates)),
         symmetric=symmetric,

@@ -1,13 +1,14 @@
-"""The route under construction and the moves that change it.
+"""The route under construction, the changes that make it, and where off-route nodes would go.
 
 The route is a list of matrix nodes from START to END. Its cost is travel plus service (the
 `Instance.cost` matrix), and without binding time windows a route is feasible exactly when that
 cost stays within the budget. With windows, departure times and latest feasible arrival times per
 position are kept as well, and every move is checked against them before it is applied.
 
-For every node off the route we keep its cheapest insertion (extra cost and the edge to insert
-into). A route change only adds a few edges, so most of those entries are updated against the new
-edges alone; only nodes whose best edge disappeared are recomputed over the whole route.
+Every node off the route carries its cheapest known insertion: the extra cost and the edge to
+insert into, an edge next to one of the node's nearest neighbours. A route change touches a few
+nodes; only the nodes that count one of those among their nearest neighbours are looked at again,
+which keeps the update cost independent of the instance size.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from geo.routing.instance import Instance, earliest_start, latest_start
 from geo.routing.model import END, START
 
+Edge = tuple[int, int]
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -26,9 +29,8 @@ class Snapshot:
     length: float
     reward: float
     insertion_cost: list[float]
-    insertion_edge: list[tuple[int, int]]
-    stale: list[bool]
-    new_edges: list[tuple[int, int]]
+    insertion_edge: list[Edge]
+    far: frozenset[int]
 
 
 class RouteSearch:
@@ -43,9 +45,13 @@ class RouteSearch:
         self.length = instance.cost[START][END]
         self.reward = 0.0
         self.insertion_cost = [math.inf] * size
-        self.insertion_edge = [(START, END)] * size
-        self.stale = [True] * size
-        self.new_edges: list[tuple[int, int]] = []
+        self.insertion_edge: list[Edge] = [(START, END)] * size
+        # Off-route nodes none of whose nearest neighbours is on the route: their entry came from
+        # a scan of the whole route, and whether its edge still exists is checked where it is used.
+        self.far: set[int] = set()
+        self.added: list[Edge] = []
+        self.dirty: set[int] = set()  # nodes whose neighbours on the route changed
+        self.dropped: set[int] = set(instance.candidates)  # off the route since the last update
         # Nodes whose neighbours changed since the last local search: where it should look first.
         self.touched: set[int] = {START, END}
         self.departure: list[float] = []
@@ -53,6 +59,7 @@ class RouteSearch:
         self.times_stale = True
         # Gains smaller than float noise are not improvements; looping on them would never end.
         self.epsilon = 1e-9 * max(1.0, instance.budget)
+        self.refresh_insertions()
 
     # --- bookkeeping -------------------------------------------------------------------------
 
@@ -61,14 +68,14 @@ class RouteSearch:
         return len(self.route) - 2
 
     def snapshot(self) -> Snapshot:
+        self.refresh_insertions()
         return Snapshot(
             self.route[:],
             self.length,
             self.reward,
             self.insertion_cost[:],
             self.insertion_edge[:],
-            self.stale[:],
-            self.new_edges[:],
+            frozenset(self.far),
         )
 
     def restore(self, saved: Snapshot) -> None:
@@ -77,8 +84,10 @@ class RouteSearch:
         self.reward = saved.reward
         self.insertion_cost = saved.insertion_cost[:]
         self.insertion_edge = saved.insertion_edge[:]
-        self.stale = saved.stale[:]
-        self.new_edges = saved.new_edges[:]
+        self.far = set(saved.far)
+        self.added = []
+        self.dirty = set()
+        self.dropped = set()
         position = [-1] * self.instance.size
         for index, node in enumerate(self.route):
             position[node] = index
@@ -96,11 +105,13 @@ class RouteSearch:
         for index in range(first, last):
             position[route[index]] = index
 
-    def _added(self, *edges: tuple[int, int]) -> None:
-        self.new_edges.extend(edges)
+    def _added(self, *edges: Edge) -> None:
+        self.added.extend(edges)
         for a, b in edges:
             self.touched.add(a)
             self.touched.add(b)
+            self.dirty.add(a)
+            self.dirty.add(b)
         self.times_stale = True
 
     # --- elementary changes ------------------------------------------------------------------
@@ -115,7 +126,17 @@ class RouteSearch:
         route.insert(after + 1, node)
         self._renumber(after + 1, len(route))
         self.insertion_cost[node] = math.inf
+        self.far.discard(node)
         self._added((a, node), (node, b))
+
+    def insert_where_cached(self, node: int) -> None:
+        if not self.insertion_is_current(node):
+            self.place(node)
+        a, b = self.insertion_edge[node]
+        after = self.position[a]
+        if self.route[after + 1] != b:
+            after = self.position[b]  # a symmetric edge walked the other way since
+        self.insert(node, after)
 
     def remove(self, first: int, stop: int) -> list[int]:
         """Remove the visits at positions first..stop-1."""
@@ -129,8 +150,9 @@ class RouteSearch:
         del route[first:stop]
         for node in dropped:
             self.position[node] = -1
-            self.stale[node] = True
             self.reward -= reward[node]
+        self.dropped.update(dropped)
+        self.dirty.update(dropped)
         self._renumber(first, len(route))
         self._added((a, b))
         return dropped
@@ -153,17 +175,18 @@ class RouteSearch:
         if flip:
             segment.reverse()
         gap = (route[first - 1], route[stop])
-        if after >= stop:
-            landing = after - (stop - first)
-        else:
-            landing = after
+        landing = after - (stop - first) if after >= stop else after
         del route[first:stop]
         route[landing + 1 : landing + 1] = segment
         low = min(first, landing + 1)
         high = max(stop, landing + 1 + len(segment))
         self._renumber(low, high)
         self.length += delta
-        edges = [gap, (route[landing], segment[0]), (segment[-1], route[landing + len(segment) + 1])]
+        edges = [
+            gap,
+            (route[landing], segment[0]),
+            (segment[-1], route[landing + len(segment) + 1]),
+        ]
         if flip and not self.instance.symmetric:
             edges.extend((segment[k], segment[k + 1]) for k in range(len(segment) - 1))
         self._added(*edges)
@@ -218,47 +241,98 @@ class RouteSearch:
 
     # --- insertion ---------------------------------------------------------------------------
 
-    def refresh_insertions(self) -> None:
-        """Bring every off-route node's cheapest insertion up to date with the route."""
+    def refresh_insertions(self) -> list[int]:
+        """Bring off-route nodes' insertions up to date; returns the nodes whose entry changed.
+
+        Far nodes are left alone unless a nearest neighbour of theirs joined the route: their
+        entry may then point at a vanished edge, which `insertion_is_current` tells.
+        """
         inst = self.instance
-        cost = inst.cost
+        cost, near_of = inst.cost, inst.near_of
         position = self.position
-        symmetric = inst.symmetric
-        edges = []
-        for a, b in set(self.new_edges):
+        added_at: dict[int, list[tuple[int, int, float]]] = {}
+        for a, b in dict.fromkeys(self.added):
             if position[a] >= 0 and position[b] == position[a] + 1:
-                edges.append((a, b, cost[a][b]))
-        self.new_edges.clear()
-        all_edges: list[tuple[int, int, float]] | None = None
-        insertion_cost, insertion_edge, stale = self.insertion_cost, self.insertion_edge, self.stale
-        for node in inst.candidates:
-            if position[node] >= 0:
-                continue
-            into, out = inst.cost_into[node], cost[node]
-            a, b = insertion_edge[node]
-            pa, pb = position[a], position[b]
-            present = pa >= 0 and pb >= 0 and (pb == pa + 1 or (symmetric and pa == pb + 1))
-            if stale[node] or not present:
-                if all_edges is None:
-                    route = self.route
-                    all_edges = [
-                        (route[k], route[k + 1], cost[route[k]][route[k + 1]])
-                        for k in range(len(route) - 1)
-                    ]
-                scan = all_edges
-                best = math.inf
-                stale[node] = False
+                edge = (a, b, cost[a][b])
+                added_at.setdefault(a, []).append(edge)
+                added_at.setdefault(b, []).append(edge)
+        self.added = []
+        # Which off-route nodes to look at, with the new edges that may now suit them.
+        work: dict[int, list[tuple[int, int, float]]] = {}
+        dropped, far = self.dropped, self.far
+        for node in dropped:
+            if position[node] < 0:
+                work[node] = []
+        for touched in self.dirty:
+            edges = added_at.get(touched, [])
+            for node in near_of[touched]:
+                if position[node] < 0:
+                    work[node] = work[node] + edges if node in work else edges
+        self.dropped = set()
+        self.dirty = set()
+
+        insertion_cost, insertion_edge = self.insertion_cost, self.insertion_edge
+        changed = []
+        for node, edges in work.items():
+            old = insertion_cost[node]
+            if node in dropped or node in far or not self.insertion_is_current(node):
+                self.place(node)
             else:
-                scan = edges
-                best = insertion_cost[node]
-            best_edge = insertion_edge[node]
-            for a, b, ab in scan:
-                extra = into[a] + out[b] - ab
+                into, out = inst.cost_into[node], cost[node]
+                best = old
+                for a, b, ab in edges:
+                    extra = into[a] + out[b] - ab
+                    if extra < best:
+                        best = extra
+                        insertion_edge[node] = (a, b)
+                insertion_cost[node] = best
+            if insertion_cost[node] != old:
+                changed.append(node)
+        return changed
+
+    def insertion_is_current(self, node: int) -> bool:
+        a, b = self.insertion_edge[node]
+        position = self.position
+        pa, pb = position[a], position[b]
+        if pa < 0 or pb < 0:
+            return False
+        return pb == pa + 1 or (self.instance.symmetric and pa == pb + 1)
+
+    def place(self, node: int) -> None:
+        """Find the node's cheapest insertion next to its nearest neighbours on the route."""
+        inst = self.instance
+        cost, into, out = inst.cost, inst.cost_into[node], inst.cost[node]
+        route, position = self.route, self.position
+        last = len(route) - 1
+        best = math.inf
+        best_edge = (START, END)
+        scanned = False
+        for other in inst.near[node]:
+            k = position[other]
+            if k < 0:
+                continue
+            scanned = True
+            if k < last:
+                b = route[k + 1]
+                extra = into[other] + out[b] - cost[other][b]
                 if extra < best:
-                    best = extra
-                    best_edge = (a, b)
-            insertion_cost[node] = best
-            insertion_edge[node] = best_edge
+                    best, best_edge = extra, (other, b)
+            if k > 0:
+                a = route[k - 1]
+                extra = into[a] + out[other] - cost[a][other]
+                if extra < best:
+                    best, best_edge = extra, (a, other)
+        if scanned:
+            self.far.discard(node)
+        else:
+            self.far.add(node)
+            for k in range(last):
+                a, b = route[k], route[k + 1]
+                extra = into[a] + out[b] - cost[a][b]
+                if extra < best:
+                    best, best_edge = extra, (a, b)
+        self.insertion_cost[node] = best
+        self.insertion_edge[node] = best_edge
 
     def timed_insertion(self, node: int, slack: float) -> tuple[float, int]:
         """Cheapest insertion of `node` that keeps every window: (extra cost, position before)."""
@@ -282,44 +356,3 @@ class RouteSearch:
             if start + service + travel[node][b] <= latest[k + 1]:
                 best, best_after = extra, k
         return best, best_after
-
-    def fill(self, noise: float, greed: float) -> bool:
-        """Insert off-route nodes, best reward per extra cost first, while any fits.
-
-        `greed` is the exponent on the reward in that ratio; `noise` is the relative random
-        perturbation of each ratio, which lets repeated fills explore different routes.
-        """
-        inst = self.instance
-        reward = inst.reward
-        position = self.position
-        rng = self.rng
-        floor = self.epsilon
-        inserted = False
-        while self.visits < inst.max_visits:
-            self.refresh_insertions()
-            slack = inst.budget - self.length
-            insertion_cost = self.insertion_cost
-            best_score, best_node, best_after = -1.0, -1, -1
-            for node in inst.candidates:
-                extra = insertion_cost[node]
-                if extra > slack or position[node] >= 0:
-                    continue
-                after = -1
-                if inst.timed:
-                    extra, after = self.timed_insertion(node, slack)
-                    if after < 0:
-                        continue
-                score = reward[node] ** greed / (extra if extra > floor else floor)
-                if noise:
-                    score *= 1.0 + noise * rng.random()
-                if score > best_score:
-                    best_score, best_node, best_after = score, node, after
-            if best_node < 0:
-                break
-            if best_after < 0:
-                best_after = position[self.insertion_edge[best_node][0]]
-                if self.route[best_after + 1] != self.insertion_edge[best_node][1]:
-                    best_after -= 1  # the edge is stored in the other direction
-            self.insert(best_node, best_after)
-            inserted = True
-        return inserted

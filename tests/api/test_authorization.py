@@ -14,6 +14,16 @@ from api.main import create_app
 from api.models import Role
 from tests.conftest import PASSWORD, table_fingerprint
 
+PHOTO_GRANT = {"content_type": "image/jpeg", "size_bytes": 1000, "sha256": "ab" * 32}
+DEVICE_FIX = {
+    "device_fix": {
+        "lat": 48.85,
+        "lon": 2.35,
+        "accuracy_m": 8,
+        "fixed_at": "2026-11-28T10:00:00Z",
+        "is_mock": False,
+    }
+}
 CALLERS = ("anonymous", "worker", "client", "other_client", "reviewer", "admin")
 _emails = itertools.count()
 
@@ -25,6 +35,7 @@ class World:
     campaign_id: str
     free_task_id: str
     reservation_id: str
+    photo_id: str
     worker_email: str
 
 
@@ -91,8 +102,41 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
     ("GET", "/v1/tasks/{free_task_id}", None, WORKER_ONLY),
     ("POST", "/v1/tasks/{free_task_id}/reservations", None, (401, 201, 403, 403, 403, 403)),
     ("GET", "/v1/me/reservations", None, WORKER_ONLY),
+    (
+        "POST",
+        "/v1/routes/suggest",
+        lambda w: {"json": {"start": {"lat": 48.85, "lon": 2.35}, "time_budget_minutes": 30}},
+        WORKER_ONLY,
+    ),
+    (
+        "POST",
+        "/v1/routes/reserve",
+        lambda w: {"json": {"task_ids": [w.free_task_id], "start": {"lat": 48.85, "lon": 2.35}}},
+        (401, 201, 403, 403, 403, 403),
+    ),
     ("GET", "/v1/reservations/{reservation_id}", None, WORKER_ONLY),
     ("DELETE", "/v1/reservations/{reservation_id}", None, (401, 204, 403, 403, 403, 403)),
+    (
+        "POST",
+        "/v1/reservations/{reservation_id}/photos",
+        lambda w: {"json": PHOTO_GRANT},
+        (401, 201, 403, 403, 403, 403),
+    ),
+    (
+        "POST",
+        "/v1/reservations/{reservation_id}/photos/{photo_id}/complete",
+        None,
+        (401, 422, 403, 403, 403, 403),  # the worker has not uploaded yet
+    ),
+    (
+        "POST",
+        "/v1/reservations/{reservation_id}/submit",
+        lambda w: {"json": DEVICE_FIX, "headers": {"Idempotency-Key": "matrix-key-1"}},
+        (401, 422, 403, 403, 403, 403),  # no checked photo yet
+    ),
+    ("GET", "/v1/submissions/{missing_id}", None, (401, 404, 403, 403, 403, 403)),
+    ("PUT", "/v1/uploads/{bad_token}", lambda w: {"content": b"x"}, (403,) * 6),
+    ("GET", "/v1/files/{bad_token}", None, (403,) * 6),
     ("GET", "/healthz", None, EVERYONE),
     ("GET", "/openapi.json", None, EVERYONE),
     ("GET", "/docs", None, EVERYONE),
@@ -118,12 +162,19 @@ async def world(factory, http) -> World:
     worker = accounts["worker"]
     reservation = await http.post(f"/v1/tasks/{held_task}/reservations", headers=worker.headers)
     assert reservation.status_code == 201
+    photo = await http.post(
+        f"/v1/reservations/{reservation.json()['id']}/photos",
+        headers=worker.headers,
+        json=PHOTO_GRANT,
+    )
+    assert photo.status_code == 201
     return World(
         accounts=accounts,
         store_id=str(store_ids[0]),
         campaign_id=str(campaign_id),
         free_task_id=str(free_task),
         reservation_id=reservation.json()["id"],
+        photo_id=photo.json()["photo"]["id"],
         worker_email=worker.email,
     )
 
@@ -140,7 +191,9 @@ async def test_authorization_matrix(http, db, world, method, path, make_kwargs, 
     account = world.accounts[caller]
     kwargs = make_kwargs(world) if make_kwargs else {}
     headers = kwargs.pop("headers", {}) | (account.headers if account else {})
-    url = path.format(**vars(world))
+    url = path.format(
+        **vars(world), missing_id="00000000-0000-0000-0000-000000000000", bad_token="forged.token"
+    )
     before = await table_fingerprint(db)
     response = await http.request(method, url, headers=headers, **kwargs)
     assert response.status_code == expected, response.text
@@ -174,7 +227,9 @@ def test_every_route_has_an_access_rule_and_a_row_in_the_matrix():
     in_app = set()
     for route in _all_routes(app.routes):
         for method in route.methods - {"HEAD"}:
-            in_app.add((method, route.path.replace("{task_id}", "{free_task_id}")))
+            path = route.path.replace("{task_id}", "{free_task_id}")
+            path = path.replace("{submission_id}", "{missing_id}").replace("{token}", "{bad_token}")
+            in_app.add((method, path))
         if isinstance(route, APIRoute):
             assert _access_rules(route), f"{route.path} declares no access rule"
         else:

@@ -6,8 +6,25 @@ from alembic import command
 from tests.conftest import alembic_config, database_url, plain_dsn, recreate_database
 
 SCRATCH = "terrain_test_migrations"
-APP_TABLES = ["audit_event", "campaign", "organization", "reservation", "store", "task", "user"]
-APP_TYPES = ["campaign_status", "reservation_state", "role", "task_status"]
+APP_TABLES = [
+    "audit_event",
+    "campaign",
+    "organization",
+    "photo",
+    "reservation",
+    "store",
+    "submission",
+    "task",
+    "user",
+]
+APP_TYPES = [
+    "campaign_status",
+    "photo_state",
+    "reservation_state",
+    "role",
+    "task_status",
+    "verdict",
+]
 
 
 async def _schema(url: str) -> tuple[list[str], list[str]]:

@@ -3,46 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections import Counter
-from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 
-from api.main import create_app
 from api.models import Role
-from tests.conftest import make_settings
 
 WORKERS = 50
 ROUNDS = 20
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def live_server(test_database_url: str) -> Iterator[str]:
-    settings = make_settings(test_database_url)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 @pytest.mark.slow

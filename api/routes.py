@@ -1,0 +1,422 @@
+"""Route suggestion (the best batch of open tasks for a walk, run or ride) and reserving a whole
+route in one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from anyio import to_thread
+from fastapi import APIRouter
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api import audit
+from api.deps import CurrentWorker, SessionDep, SettingsDep
+from api.errors import Conflict, Invalid
+from api.models import Reservation, ReservationState, User
+from api.reservations import _lock_worker, active_reservation_count
+from api.schemas import ERROR_RESPONSES, Body, Latitude, Longitude, PointGeometry
+from api.settings import Settings
+from api.tasks import estimated_hourly_rate_cents, nearest_open_tasks
+from geo.distance import great_circle_m
+from geo.opening_hours import parse_opening_hours
+from geo.routing import InfeasibleRouteError, Problem, Route, Visit, check_route, solve
+from geo.travel import GeodesicTravelModel, TravelMatrices
+
+router = APIRouter(tags=["routes"], responses=ERROR_RESPONSES)
+
+Mode = Literal["walk", "run", "bike"]
+
+
+class Position(Body):
+    lat: Latitude
+    lon: Longitude
+
+
+class RouteRequest(Body):
+    start: Position
+    end: Position | None = Field(None, description="Default: back to the start (a loop)")
+    time_budget_minutes: int = Field(ge=5, le=12 * 60)
+    mode: Mode = "walk"
+    speed_kmh: float | None = Field(None, gt=1, le=40, description="Default: the mode's speed")
+    max_tasks: int | None = Field(None, ge=1, le=50)
+
+
+class StopOut(BaseModel):
+    task_id: uuid.UUID
+    store_name: str
+    client_name: str
+    purpose: str
+    location: PointGeometry
+    reward_cents: int
+    currency: str
+    arrival_at: datetime
+    service_starts_at: datetime
+    departure_at: datetime
+    leg_distance_m: float
+    leg_minutes: float
+
+
+class RouteTotals(BaseModel):
+    reward_cents: dict[str, int] = Field(description="Per currency")
+    distance_m: float
+    travel_minutes: float
+    onsite_minutes: float
+    wait_minutes: float
+    total_minutes: float
+    estimated_hourly_rate_cents: int | None = Field(
+        description="Reward over the route's whole time (travel, on-site and waiting); "
+        "given when the route pays in one currency"
+    )
+
+
+class RouteOut(BaseModel):
+    starts_at: datetime
+    mode: Mode
+    speed_kmh: float
+    detour_factor: float
+    candidates: int
+    stops: list[StopOut]
+    totals: RouteTotals
+    geometry: dict[str, Any] = Field(description="GeoJSON Feature: the route as a LineString")
+    stop_points: dict[str, Any] = Field(description="GeoJSON FeatureCollection of the stops")
+
+
+class RouteReservationIn(Body):
+    task_ids: list[uuid.UUID] = Field(min_length=1, max_length=50, description="In visiting order")
+    start: Position
+    mode: Mode = "walk"
+    speed_kmh: float | None = Field(None, gt=1, le=40)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> RouteReservationIn:
+        if len(set(self.task_ids)) != len(self.task_ids):
+            raise ValueError("task_ids must be distinct")
+        return self
+
+
+class RouteReservationOut(BaseModel):
+    reservations: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    row: Any  # a nearby row: task id, store, campaign, reward, timing
+
+    @property
+    def point(self) -> tuple[float, float]:
+        return (self.row["lat"], self.row["lon"])
+
+
+def travel_model(mode: str, speed_kmh: float | None) -> GeodesicTravelModel:
+    # Great-circle distance is within 0.6 % of the geodesic, far inside the detour factor's own
+    # uncertainty, and a 300-candidate matrix of it takes milliseconds instead of a second.
+    return GeodesicTravelModel(mode=mode, speed_kmh=speed_kmh, distance_m=great_circle_m)
+
+
+def visit_windows(row: Any, now: datetime, horizon_s: float) -> tuple[tuple[float, float], ...]:
+    """When the task can be done, in seconds from now: store opening hours, before the
+    campaign ends, and within the campaign's reservation duration from now."""
+    limit_s = min(
+        horizon_s,
+        row["reservation_minutes"] * 60.0,
+        (row["available_until"] - now).total_seconds(),
+    )
+    if limit_s <= 0:
+        return ()
+    hours = parse_opening_hours(row["opening_hours"])
+    if hours.always_open:
+        return ((0.0, limit_s),)
+    spans = hours.open_intervals(now, now + timedelta(seconds=limit_s), ZoneInfo(row["timezone"]))
+    return tuple(((a - now).total_seconds(), (b - now).total_seconds()) for a, b in spans)
+
+
+def build_problem(
+    candidates: Sequence[Candidate],
+    matrices: TravelMatrices,
+    budget_s: float,
+    now: datetime,
+    max_tasks: int | None,
+) -> Problem:
+    visits = [
+        Visit(
+            key=str(c.row["task_id"]),
+            reward=float(c.row["reward_cents"]),
+            service_s=c.row["onsite_minutes"] * 60.0,
+            windows=visit_windows(c.row, now, budget_s),
+        )
+        for c in candidates
+    ]
+    return Problem(
+        visits=visits, travel_s=matrices.seconds, budget_s=budget_s, max_visits=max_tasks
+    )
+
+
+def route_out(
+    route: Route,
+    candidates: Sequence[Candidate],
+    matrices: TravelMatrices,
+    *,
+    start: tuple[float, float],
+    end: tuple[float, float],
+    now: datetime,
+    model: GeodesicTravelModel,
+    candidate_count: int,
+) -> RouteOut:
+    stops = []
+    previous = 0  # the start's row in the matrices
+    distance = 0.0
+    rewards: dict[str, int] = {}
+    for stop in route.stops:
+        row = candidates[stop.visit].row
+        node = 2 + stop.visit
+        leg_m = matrices.metres[previous][node]
+        distance += leg_m
+        rewards[row["currency"]] = rewards.get(row["currency"], 0) + row["reward_cents"]
+        stops.append(
+            StopOut(
+                task_id=row["task_id"],
+                store_name=row["store_name"],
+                client_name=row["organization_name"],
+                purpose=row["purpose"],
+                location=PointGeometry.of(row["lat"], row["lon"]),
+                reward_cents=row["reward_cents"],
+                currency=row["currency"],
+                arrival_at=now + timedelta(seconds=stop.arrival_s),
+                service_starts_at=now + timedelta(seconds=stop.start_s),
+                departure_at=now + timedelta(seconds=stop.departure_s),
+                leg_distance_m=round(leg_m, 1),
+                leg_minutes=round(matrices.seconds[previous][node] / 60, 1),
+            )
+        )
+        previous = node
+    distance += matrices.metres[previous][1]
+    line = [[start[1], start[0]], *[s.location.coordinates for s in stops], [end[1], end[0]]]
+    single_currency = len(rewards) == 1
+    return RouteOut(
+        starts_at=now,
+        mode=model.mode,  # type: ignore[arg-type]
+        speed_kmh=model.resolved_speed_kmh,
+        detour_factor=model.detour_factor,
+        candidates=candidate_count,
+        stops=stops,
+        totals=RouteTotals(
+            reward_cents=rewards,
+            distance_m=round(distance, 1),
+            travel_minutes=round(route.travel_s / 60, 1),
+            onsite_minutes=round(route.service_s / 60, 1),
+            wait_minutes=round(route.wait_s / 60, 1),
+            total_minutes=round(route.total_s / 60, 1),
+            estimated_hourly_rate_cents=(
+                estimated_hourly_rate_cents(sum(rewards.values()), 0, route.total_s / 60)
+                if single_currency and route.total_s > 0
+                else None
+            ),
+        ),
+        geometry={
+            "type": "Feature",
+            "geometry": {"type": "LineString", "coordinates": [list(p) for p in line]},
+            "properties": {"distance_m": round(distance, 1)},
+        },
+        stop_points={
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "id": str(s.task_id),
+                    "geometry": s.location.model_dump(),
+                    "properties": {"order": i + 1, "arrival_at": s.arrival_at.isoformat()},
+                }
+                for i, s in enumerate(stops)
+            ],
+        },
+    )
+
+
+async def suggest(session: AsyncSession, body: RouteRequest, settings: Settings) -> RouteOut:
+    model = travel_model(body.mode, body.speed_kmh)
+    start = (body.start.lat, body.start.lon)
+    end = (body.end.lat, body.end.lon) if body.end else start
+    budget_s = body.time_budget_minutes * 60.0
+    reach_m = model.resolved_speed_kmh / 3.6 * budget_s / model.detour_factor
+    direct_m = great_circle_m(*start, *end)
+    if direct_m > reach_m:
+        raise Invalid(
+            "The end point cannot be reached from the start within the time budget.",
+            code="end_out_of_reach",
+            distance_m=round(direct_m),
+            reachable_m=round(reach_m),
+        )
+    # Every useful task lies in the ellipse d(start, p) + d(p, end) <= reach, whose farthest
+    # point from the start is (reach + d(start, end)) / 2 away; search that circle, nearest first
+    # (with the sphere's 0.6 % margin against the ellipsoid).
+    radius = min((reach_m + direct_m) / 2 * 1.006, settings.work.nearby_max_radius_m)
+    rows = await nearest_open_tasks(
+        session,
+        lat=start[0],
+        lon=start[1],
+        radius_m=max(radius, 1.0),
+        limit=settings.work.route_max_candidates,
+    )
+    candidates = [
+        Candidate(row)
+        for row in rows
+        if great_circle_m(*start, row["lat"], row["lon"])
+        + great_circle_m(row["lat"], row["lon"], *end)
+        <= reach_m * 1.006
+    ]
+    now = datetime.now(UTC)
+    max_tasks = min(body.max_tasks or settings.work.route_cap, settings.work.route_cap)
+
+    def plan() -> tuple[Route, TravelMatrices]:
+        matrices = model.matrices([start, end, *(c.point for c in candidates)])
+        problem = build_problem(candidates, matrices, budget_s, now, max_tasks)
+        return solve(problem, seed=0, deadline_s=settings.work.route_deadline_s), matrices
+
+    route, matrices = await to_thread.run_sync(plan)
+    return route_out(
+        route,
+        candidates,
+        matrices,
+        start=start,
+        end=end,
+        now=now,
+        model=model,
+        candidate_count=len(candidates),
+    )
+
+
+_LOCK_TASKS = text(
+    """
+    SELECT t.id AS task_id, t.status::text AS status, t.reserved_until, t.starts_at, t.ends_at,
+           c.status::text AS campaign_status, c.onsite_minutes, c.reservation_minutes,
+           s.opening_hours, s.timezone, ST_Y(s.location::geometry) AS lat,
+           ST_X(s.location::geometry) AS lon, t.reward_cents, t.ends_at AS available_until
+    FROM task t
+    JOIN campaign c ON c.id = t.campaign_id
+    JOIN store s ON s.id = t.store_id
+    WHERE t.id = ANY(:ids)
+    ORDER BY t.id
+    FOR UPDATE OF t
+    """
+)
+
+
+def _available(row: Any, now: datetime) -> bool:
+    open_now = row.status == "open" or (
+        row.status == "reserved" and row.reserved_until is not None and row.reserved_until <= now
+    )
+    return open_now and row.campaign_status == "active" and row.starts_at <= now < row.ends_at
+
+
+async def reserve_route(
+    session: AsyncSession, *, worker: User, body: RouteReservationIn, settings: Settings
+) -> list[Reservation]:
+    """All the route's tasks or none. Locks the worker, then the tasks in id order (so two
+    overlapping routes queue instead of deadlocking), then claims them in one statement."""
+    await _lock_worker(session, worker)
+    cap = settings.work.route_cap
+    held = await active_reservation_count(session, worker.id)
+    if held + len(body.task_ids) > cap:
+        raise Conflict(
+            f"A route holds at most {cap} tasks with your current reservations; you hold {held}.",
+            code="too_many_reservations",
+            cap=cap,
+            held=held,
+        )
+    now = (await session.execute(select(func.now()))).scalar_one()
+    rows = {
+        r.task_id: r for r in (await session.execute(_LOCK_TASKS, {"ids": body.task_ids})).all()
+    }
+    unavailable = [t for t in body.task_ids if t not in rows or not _available(rows[t], now)]
+    if unavailable:
+        raise Conflict(
+            "Some tasks of this route are no longer available; plan again without them.",
+            code="tasks_taken",
+            task_ids=[str(t) for t in unavailable],
+        )
+    # Hold each task until the planned departure from its stop plus a margin, following the
+    # route in the given order.
+    model = travel_model(body.mode, body.speed_kmh)
+    ordered = [Candidate(dict(rows[t]._mapping)) for t in body.task_ids]
+    start = (body.start.lat, body.start.lon)
+    matrices = model.matrices([start, start, *(c.point for c in ordered)])
+    horizon_s = max((rows[t].ends_at - now).total_seconds() for t in body.task_ids)
+    problem = build_problem(ordered, matrices, horizon_s, now, None)
+    try:
+        timed = check_route(problem, list(range(len(ordered))))
+    except InfeasibleRouteError as exc:
+        raise Invalid(
+            f"This order of tasks cannot be done in time: {exc}", code="route_not_feasible"
+        ) from exc
+    margin = timedelta(minutes=settings.work.route_reservation_margin_minutes)
+    reservations = []
+    for stop, task_id in zip(timed.stops, body.task_ids, strict=True):
+        expires_at = min(now + timedelta(seconds=stop.departure_s) + margin, rows[task_id].ends_at)
+        await session.execute(
+            text(
+                "UPDATE task SET status = 'reserved', reserved_until = :until, updated_at = now() "
+                "WHERE id = :id"
+            ),
+            {"until": expires_at, "id": task_id},
+        )
+        await session.execute(
+            text(
+                "UPDATE reservation SET state = 'expired', ended_at = expires_at "
+                "WHERE task_id = :id AND state = 'active'"
+            ),
+            {"id": task_id},
+        )
+        reservation = Reservation(
+            task_id=task_id,
+            worker_id=worker.id,
+            state=ReservationState.active,
+            expires_at=expires_at,
+        )
+        session.add(reservation)
+        reservations.append(reservation)
+    await session.flush()
+    await audit.record_many(
+        session,
+        [
+            (
+                worker.id,
+                "reservation.created",
+                "reservation",
+                r.id,
+                {"task_id": str(r.task_id), "expires_at": r.expires_at.isoformat(), "route": True},
+            )
+            for r in reservations
+        ],
+    )
+    return reservations
+
+
+@router.post("/v1/routes/suggest")
+async def suggest_route(
+    body: RouteRequest, worker: CurrentWorker, session: SessionDep, settings: SettingsDep
+) -> RouteOut:
+    """The ordered set of open tasks that earns the most within the time budget, from the start
+    to the end (default: back to the start), respecting opening hours and reservation limits.
+    Travel time: great-circle distance times a detour factor at the mode's speed."""
+    return await suggest(session, body, settings)
+
+
+@router.post("/v1/routes/reserve", status_code=201)
+async def reserve_route_route(
+    body: RouteReservationIn, worker: CurrentWorker, session: SessionDep, settings: SettingsDep
+) -> RouteReservationOut:
+    """Reserve every task of a route in one transaction, or none: 409 `tasks_taken` names
+    exactly the tasks no longer available, so the app can plan again."""
+    reservations = await reserve_route(session, worker=worker, body=body, settings=settings)
+    return RouteReservationOut(
+        reservations=[
+            {"id": r.id, "task_id": r.task_id, "expires_at": r.expires_at} for r in reservations
+        ]
+    )

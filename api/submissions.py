@@ -1,0 +1,380 @@
+"""Submissions: the worker's final word on a reservation, checked and given a verdict at once.
+
+``POST /v1/reservations/{id}/submit`` requires an ``Idempotency-Key``: the same key with the same
+body replays the first answer, the same key with another body is refused, and concurrent
+duplicates collapse onto one submission (the reservation row lock orders them, and the unique
+constraints on the submission table are the referee).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from anyio import to_thread
+from fastapi import APIRouter, Header, Response
+from pydantic import AwareDatetime, BaseModel, Field
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api import audit
+from api.deps import CurrentWorker, SessionDep, SettingsDep
+from api.errors import Conflict, Invalid, NotFound
+from api.models import (
+    Campaign,
+    Photo,
+    PhotoState,
+    ReservationState,
+    Store,
+    Submission,
+    Task,
+    TaskStatus,
+    User,
+    Verdict,
+)
+from api.photos import CheckOut
+from api.reservations import lock_own_reservation, require_active
+from api.schemas import ERROR_RESPONSES, Body, Latitude, Longitude, PointGeometry
+from api.settings import Settings
+from validation import (
+    NEAR_DUPLICATE_MAX_DISTANCE,
+    Check,
+    DeviceFix,
+    PreviousSubmission,
+    SubmissionContext,
+    duplicate_checks,
+    submission_checks,
+    verdict,
+)
+
+router = APIRouter(tags=["submissions"], responses=ERROR_RESPONSES)
+
+
+class DeviceFixIn(Body):
+    lat: Latitude
+    lon: Longitude
+    accuracy_m: float = Field(ge=0, le=100_000, allow_inf_nan=False)
+    fixed_at: AwareDatetime
+    is_mock: bool = Field(description="The OS reported a mock (simulated) location")
+
+
+class SubmitIn(Body):
+    device_fix: DeviceFixIn
+
+
+class SubmissionOut(BaseModel):
+    id: uuid.UUID
+    reservation_id: uuid.UUID
+    task_id: uuid.UUID
+    verdict: Verdict
+    report: list[CheckOut]
+    device_location: PointGeometry
+    device_accuracy_m: float
+    device_fixed_at: datetime
+    device_is_mock: bool
+    photo_ids: list[uuid.UUID]
+    created_at: datetime
+
+
+def request_fingerprint(reservation_id: uuid.UUID, body: SubmitIn) -> str:
+    canonical = json.dumps(
+        {"reservation_id": str(reservation_id), **body.model_dump(mode="json")}, sort_keys=True
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+_DUPLICATES = text(
+    """
+    SELECT p.id, p.sha256 = :sha256 AS exact, bit_count((p.phash # :phash)::bit(64)) AS distance
+    FROM photo p
+    JOIN submission s ON s.reservation_id = p.reservation_id
+    WHERE p.state = 'completed' AND p.reservation_id <> :reservation_id
+      AND (p.sha256 = :sha256 OR p.phash_bands && CAST(:bands AS integer[]))
+    ORDER BY exact DESC, distance, p.created_at
+    LIMIT 20
+    """
+)
+
+
+async def _duplicate_report(
+    session: AsyncSession, reservation_id: uuid.UUID, photos: list[Photo]
+) -> list[dict[str, Any]]:
+    report = []
+    for photo in photos:
+        rows = (
+            await session.execute(
+                _DUPLICATES,
+                {
+                    "sha256": photo.sha256,
+                    "phash": photo.phash,
+                    "bands": photo.phash_bands,
+                    "reservation_id": reservation_id,
+                },
+            )
+        ).all()
+        exact = [str(r.id) for r in rows if r.exact]
+        near = [
+            (str(r.id), int(r.distance))
+            for r in rows
+            if not r.exact and r.distance <= NEAR_DUPLICATE_MAX_DISTANCE
+        ]
+        for check in duplicate_checks(exact_matches=exact, near_matches=near):
+            report.append(check_dict(check, photo.id))
+    return report
+
+
+def check_dict(check: Check, photo_id: uuid.UUID | None = None) -> dict[str, Any]:
+    return {**check.as_json(), "photo_id": str(photo_id) if photo_id else None}
+
+
+@dataclass(frozen=True)
+class StoredPhotoPosition:
+    latitude: float | None
+    longitude: float | None
+    gps_accuracy_m: float | None
+
+
+async def _photo_positions(session: AsyncSession, photos: list[Photo]) -> list[StoredPhotoPosition]:
+    rows = (
+        await session.execute(
+            select(
+                Photo.id,
+                func.ST_Y(func.geometry(Photo.exif_location)),
+                func.ST_X(func.geometry(Photo.exif_location)),
+                Photo.exif_accuracy_m,
+            ).where(Photo.id.in_([p.id for p in photos]))
+        )
+    ).all()
+    by_id = {row[0]: StoredPhotoPosition(row[1], row[2], row[3]) for row in rows}
+    return [by_id[p.id] for p in photos]
+
+
+async def _previous_submission(
+    session: AsyncSession, worker_id: uuid.UUID
+) -> PreviousSubmission | None:
+    row = (
+        await session.execute(
+            select(
+                func.ST_Y(func.geometry(Submission.device_location)),
+                func.ST_X(func.geometry(Submission.device_location)),
+                Submission.device_fixed_at,
+            )
+            .where(Submission.worker_id == worker_id)
+            .order_by(Submission.device_fixed_at.desc())
+            .limit(1)
+        )
+    ).first()
+    return PreviousSubmission(lat=row[0], lon=row[1], at=row[2]) if row else None
+
+
+async def submission_out(session: AsyncSession, submission: Submission) -> SubmissionOut:
+    lat, lon = (
+        await session.execute(
+            select(
+                func.ST_Y(func.geometry(Submission.device_location)),
+                func.ST_X(func.geometry(Submission.device_location)),
+            ).where(Submission.id == submission.id)
+        )
+    ).one()
+    photo_ids = list(
+        await session.scalars(
+            select(Photo.id)
+            .where(
+                Photo.reservation_id == submission.reservation_id,
+                Photo.state == PhotoState.completed,
+            )
+            .order_by(Photo.created_at)
+        )
+    )
+    return SubmissionOut(
+        id=submission.id,
+        reservation_id=submission.reservation_id,
+        task_id=submission.task_id,
+        verdict=submission.verdict,
+        report=[CheckOut(**c) for c in submission.report],
+        device_location=PointGeometry.of(lat, lon),
+        device_accuracy_m=submission.device_accuracy_m,
+        device_fixed_at=submission.device_fixed_at,
+        device_is_mock=submission.device_is_mock,
+        photo_ids=photo_ids,
+        created_at=submission.created_at,
+    )
+
+
+async def submit(
+    session: AsyncSession,
+    *,
+    reservation_id: uuid.UUID,
+    worker: User,
+    idempotency_key: str,
+    body: SubmitIn,
+    settings: Settings,
+) -> tuple[Submission, bool]:
+    """Returns the submission and whether it was created now (False: a replay)."""
+    fingerprint = request_fingerprint(reservation_id, body)
+    reservation = await lock_own_reservation(session, reservation_id=reservation_id, worker=worker)
+    earlier = await session.scalar(
+        select(Submission).where(
+            Submission.worker_id == worker.id, Submission.idempotency_key == idempotency_key
+        )
+    )
+    if earlier is not None:
+        if earlier.request_hash != fingerprint:
+            raise Invalid(
+                "This Idempotency-Key was used for a different request.",
+                code="idempotency_key_reused",
+            )
+        return earlier, False
+    already = await session.scalar(
+        select(Submission.id).where(Submission.reservation_id == reservation.id)
+    )
+    if already is not None:
+        raise Conflict(
+            "This reservation was already submitted.",
+            code="already_submitted",
+            submission_id=str(already),
+        )
+    require_active(reservation)
+    photos = list(
+        await session.scalars(
+            select(Photo)
+            .where(Photo.reservation_id == reservation.id, Photo.state == PhotoState.completed)
+            .order_by(Photo.created_at)
+        )
+    )
+    task_row = (
+        await session.execute(
+            select(
+                Campaign.min_photos,
+                Campaign.max_photos,
+                func.ST_Y(func.geometry(Store.location)),
+                func.ST_X(func.geometry(Store.location)),
+                Store.geofence_radius_m,
+            )
+            .select_from(Task)
+            .join(Campaign, Campaign.id == Task.campaign_id)
+            .join(Store, Store.id == Task.store_id)
+            .where(Task.id == reservation.task_id)
+        )
+    ).one()
+    min_photos, max_photos, store_lat, store_lon, radius = task_row
+    if len(photos) < min_photos:
+        raise Invalid(
+            f"This task needs at least {min_photos} checked photos; {len(photos)} so far.",
+            code="not_enough_photos",
+            min_photos=min_photos,
+            completed_photos=len(photos),
+        )
+    fix = body.device_fix
+    context = SubmissionContext(
+        device=DeviceFix(
+            lat=fix.lat,
+            lon=fix.lon,
+            accuracy_m=fix.accuracy_m,
+            fixed_at=fix.fixed_at,
+            is_mock=fix.is_mock,
+        ),
+        store_lat=store_lat,
+        store_lon=store_lon,
+        geofence_radius_m=radius,
+        photos=await _photo_positions(session, photos),
+        min_photos=min_photos,
+        max_photos=max_photos,
+        previous=await _previous_submission(session, worker.id),
+        thresholds=settings.checks.thresholds(),
+    )
+    report: list[dict[str, Any]] = []
+    for photo in photos:
+        report.extend({**c, "photo_id": str(photo.id)} for c in photo.checks or [])
+    report.extend(check_dict(c) for c in await to_thread.run_sync(submission_checks, context))
+    report.extend(await _duplicate_report(session, reservation.id, photos))
+    outcome = Verdict(verdict(Check.from_json(_without_photo(c)) for c in report))
+    submission = Submission(
+        reservation_id=reservation.id,
+        task_id=reservation.task_id,
+        worker_id=worker.id,
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
+        device_location=f"SRID=4326;POINT({fix.lon!r} {fix.lat!r})",
+        device_accuracy_m=fix.accuracy_m,
+        device_fixed_at=fix.fixed_at,
+        device_is_mock=fix.is_mock,
+        report=report,
+        verdict=outcome,
+    )
+    session.add(submission)
+    await session.flush()
+    await session.refresh(submission)
+    reservation.state = ReservationState.submitted
+    reservation.ended_at = submission.created_at
+    await session.execute(
+        update(Task)
+        .where(Task.id == reservation.task_id, Task.status == TaskStatus.reserved)
+        .values(status=TaskStatus.submitted, reserved_until=None, updated_at=func.now())
+    )
+    await audit.record(
+        session,
+        actor_id=worker.id,
+        action="submission.created",
+        object_type="submission",
+        object_id=submission.id,
+        verdict=outcome.value,
+        failed=[c["code"] for c in report if c["outcome"] == "fail"],
+        warned=[c["code"] for c in report if c["outcome"] == "warn"],
+    )
+    return submission, True
+
+
+def _without_photo(check: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in check.items() if k != "photo_id"}
+
+
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=8,
+        max_length=200,
+        description="Unique per submission attempt; retries reuse it",
+    ),
+]
+
+
+@router.post("/v1/reservations/{reservation_id}/submit", status_code=201)
+async def submit_route(
+    reservation_id: uuid.UUID,
+    body: SubmitIn,
+    idempotency_key: IdempotencyKey,
+    worker: CurrentWorker,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+) -> SubmissionOut:
+    """Submit the reservation's checked photos with the device's position fix. Returns the
+    validation report (each check with its measured value, threshold and message) and the
+    verdict: `accepted`, `needs_review` (a person looks) or `rejected` (with the reasons)."""
+    submission, created = await submit(
+        session,
+        reservation_id=reservation_id,
+        worker=worker,
+        idempotency_key=idempotency_key,
+        body=body,
+        settings=settings,
+    )
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return await submission_out(session, submission)
+
+
+@router.get("/v1/submissions/{submission_id}")
+async def get_submission_route(
+    submission_id: uuid.UUID, worker: CurrentWorker, session: SessionDep
+) -> SubmissionOut:
+    submission = await session.get(Submission, submission_id)
+    if submission is None or submission.worker_id != worker.id:
+        raise NotFound("No such submission.", code="submission_not_found")
+    return await submission_out(session, submission)

@@ -1,0 +1,1 @@
+"""Loaders and baselines for the route solver benchmark."""
