@@ -17,7 +17,7 @@ from api import audit
 from api.deps import CurrentClient, SessionDep, SettingsDep
 from api.errors import Invalid, NotFound
 from api.models import Campaign, CampaignStatus, Store, Task, TaskStatus, User
-from api.schemas import ERROR_RESPONSES, Body, PointGeometry
+from api.schemas import ERROR_RESPONSES, Body
 from api.settings import WorkSettings
 from api.stores import bbox_filter, parse_bbox
 
@@ -117,23 +117,6 @@ class CampaignOut(BaseModel):
 
 class CampaignPage(BaseModel):
     items: list[CampaignOut]
-    next_cursor: str | None = None
-
-
-class TaskResult(BaseModel):
-    task_id: uuid.UUID
-    status: TaskStatus
-    updated_at: datetime
-    store_id: uuid.UUID
-    store_external_ref: str | None
-    store_name: str
-    store_address: str
-    store_location: PointGeometry
-
-
-class CampaignResults(BaseModel):
-    campaign_id: uuid.UUID
-    items: list[TaskResult]
     next_cursor: str | None = None
 
 
@@ -379,50 +362,6 @@ async def cancel_campaign(
     return await get_campaign(session, client=client, campaign_id=campaign.id)
 
 
-async def campaign_results(
-    session: AsyncSession,
-    *,
-    client: User,
-    campaign_id: uuid.UUID,
-    limit: int,
-    cursor: uuid.UUID | None,
-) -> CampaignResults:
-    campaign = await own_campaign(session, client=client, campaign_id=campaign_id)
-    query = (
-        select(
-            Task.id,
-            effective_status(),
-            Task.updated_at,
-            Store.id,
-            Store.external_ref,
-            Store.name,
-            Store.address,
-            func.ST_Y(func.geometry(Store.location)),
-            func.ST_X(func.geometry(Store.location)),
-        )
-        .join(Store, Store.id == Task.store_id)
-        .where(Task.campaign_id == campaign.id)
-    )
-    if cursor is not None:
-        query = query.where(Task.id > cursor)
-    rows = (await session.execute(query.order_by(Task.id).limit(limit + 1))).all()
-    items = [
-        TaskResult(
-            task_id=row[0],
-            status=TaskStatus(row[1]),
-            updated_at=row[2],
-            store_id=row[3],
-            store_external_ref=row[4],
-            store_name=row[5],
-            store_address=row[6],
-            store_location=PointGeometry.of(row[7], row[8]),
-        )
-        for row in rows[:limit]
-    ]
-    next_cursor = str(items[-1].task_id) if len(rows) > limit else None
-    return CampaignResults(campaign_id=campaign.id, items=items, next_cursor=next_cursor)
-
-
 PageSize = Annotated[int, Query(ge=1, le=500)]
 
 
@@ -460,17 +399,3 @@ async def cancel_campaign_route(
     campaign_id: uuid.UUID, client: CurrentClient, session: SessionDep
 ) -> CampaignOut:
     return await cancel_campaign(session, client=client, campaign_id=campaign_id)
-
-
-@router.get("/v1/campaigns/{campaign_id}/results")
-async def campaign_results_route(
-    campaign_id: uuid.UUID,
-    client: CurrentClient,
-    session: SessionDep,
-    limit: PageSize = 100,
-    cursor: uuid.UUID | None = None,
-) -> CampaignResults:
-    """Every task of the campaign with its store and current status, in task id order."""
-    return await campaign_results(
-        session, client=client, campaign_id=campaign_id, limit=limit, cursor=cursor
-    )

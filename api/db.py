@@ -26,7 +26,11 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
         settings.url,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
-        pool_pre_ping=True,
+        # No ping before every checkout (three round trips with asyncpg): a connection broken
+        # by a database restart fails one request with 503, and SQLAlchemy then drops the
+        # pool's connections, so the service recovers on its own.
+        pool_pre_ping=settings.pool_pre_ping,
+        pool_recycle=settings.pool_recycle_s,
         connect_args={
             "server_settings": {
                 "statement_timeout": str(settings.statement_timeout_ms),

@@ -14,6 +14,7 @@ from api import (
     campaigns,
     photos,
     reservations,
+    results,
     routes,
     store_import,
     stores,
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimit, max_bytes=settings.app.max_body_bytes, exempt_prefixes=("/v1/uploads/",)
     )
     resources = (auth, stores, store_import, campaigns, tasks, reservations, routes, photos)
-    for module in (*resources, submissions, uploads):
+    for module in (*resources, results, submissions, uploads):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["operations"], dependencies=[Public])

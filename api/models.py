@@ -187,6 +187,19 @@ class Task(Base):
             persisted=True,
         ),
     )
+    # Spherical Mercator (metres, undefined past 85 degrees of latitude): a 2-D index that
+    # PostgreSQL builds sorted and compact. Mercator is conformal, so planar distance from a
+    # point is the geodesic times sec(latitude) within a known bound, which keeps the nearby
+    # ranking exact; near the poles and across the antimeridian, ``unit_vector`` serves.
+    mercator: Mapped[Any | None] = mapped_column(
+        Geometry("POINT", spatial_index=False),
+        Computed(
+            "CASE WHEN abs(ST_Y(location::geometry)) < 85 THEN ST_MakePoint("
+            "6378137 * radians(ST_X(location::geometry)), "
+            "6378137 * ln(tan(pi() / 4 + radians(ST_Y(location::geometry)) / 2))) END",
+            persisted=True,
+        ),
+    )
     reward_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[TaskStatus] = mapped_column(_enum(TaskStatus, "task_status"))
@@ -208,6 +221,12 @@ class Task(Base):
             postgresql_using="gist",
             postgresql_ops={"unit_vector": "gist_geometry_ops_nd"},
             postgresql_where=text("status IN ('open', 'reserved')"),
+        ),
+        Index(
+            "ix_task_available_mercator",
+            "mercator",
+            postgresql_using="gist",
+            postgresql_where=text("status IN ('open', 'reserved') AND mercator IS NOT NULL"),
         ),
         Index("ix_task_campaign_id_status", "campaign_id", "status"),
         Index("ix_task_store_id", "store_id"),

@@ -20,6 +20,8 @@ class DatabaseSettings(BaseSettings):
     pool_size: int = Field(10, ge=1, le=200)
     max_overflow: int = Field(20, ge=0, le=500)
     statement_timeout_ms: int = Field(5_000, ge=100)
+    pool_pre_ping: bool = False
+    pool_recycle_s: int = Field(1800, ge=10)
 
 
 class AuthSettings(BaseSettings):

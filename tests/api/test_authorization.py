@@ -98,6 +98,12 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
     ("GET", "/v1/campaigns/{campaign_id}", None, OWN_CLIENT_ONLY),
     ("POST", "/v1/campaigns/{campaign_id}/cancel", None, OWN_CLIENT_ONLY),
     ("GET", "/v1/campaigns/{campaign_id}/results", None, OWN_CLIENT_ONLY),
+    (
+        "GET",
+        "/v1/campaigns/{campaign_id}/photos/{photo_id}",
+        None,
+        (401, 403, 404, 404, 403, 403),  # a photo not (yet) in the results
+    ),
     ("GET", "/v1/tasks/nearby?lat=48.85&lon=2.35", None, WORKER_ONLY),
     ("GET", "/v1/tasks/{free_task_id}", None, WORKER_ONLY),
     ("POST", "/v1/tasks/{free_task_id}/reservations", None, (401, 201, 403, 403, 403, 403)),

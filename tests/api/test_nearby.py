@@ -4,10 +4,13 @@ import math
 import random
 
 import pytest
+from geographiclib.geodesic import Geodesic
+from hypothesis import given
+from hypothesis import strategies as st
 
 from api.models import Role
-from api.tasks import _CANDIDATES
-from geo.distance import chord_for_arc, geodesic_m, great_circle_m, unit_vector
+from api.tasks import _NEAREST_PLANAR, MERCATOR_RADIUS_M, _search_plan
+from geo.distance import geodesic_m, great_circle_m
 
 # Query points chosen where planar shortcuts break: the poles, both sides of the antimeridian,
 # high latitudes, plus ordinary cities.
@@ -149,24 +152,48 @@ async def test_nearby_bounds(http, factory):
     assert empty.json()["items"] == []
 
 
-async def test_candidate_query_uses_the_unit_vector_index(factory, db):
+@pytest.mark.parametrize(
+    ("lat", "lon", "index"),
+    [
+        (48.8566, 2.3522, "ix_task_available_mercator"),
+        (89.95, 10.0, "ix_task_available_unit_vector"),
+        (0.0, 179.99, "ix_task_available_unit_vector"),
+    ],
+    ids=["planar", "pole", "antimeridian"],
+)
+async def test_candidate_queries_use_their_index(factory, db, lat, lon, index):
     client = await factory.account(Role.client)
     rng = random.Random(3)
     store_ids = await factory.stores_at(client.organization_id, scattered_points(rng, 3000))
     await factory.campaign(client, store_ids)
     await db.execute("ANALYZE task")
-    x, y, z = unit_vector(48.8566, 2.3522)
-    sql = str(_CANDIDATES)
-    for name, value in {
-        "x": x,
-        "y": y,
-        "z": z,
-        "c": chord_for_arc(2000),
-        "k": 30,
-        "lat": 48.8566,
-        "lon": 2.3522,
-    }.items():
-        sql = sql.replace(f":{name}", repr(value))
-    plan = "\n".join(r[0] for r in await db.fetch("EXPLAIN " + sql))
-    assert "ix_task_available_unit_vector" in plan
-    assert "Seq Scan on task" not in plan
+    plan = _search_plan(lat, lon, 2000)
+    values = plan.parameters | {"k": 30, "limit": 20}
+    sql = plan.statement.sql
+    for position, name in reversed(list(enumerate(plan.statement.parameters, start=1))):
+        sql = sql.replace(f"${position}", repr(values[name]))
+    explained = "\n".join(r[0] for r in await db.fetch("EXPLAIN " + sql))
+    assert index in explained
+    assert "Seq Scan on task" not in explained
+
+
+@given(
+    st.floats(-83.5, 83.5),
+    st.floats(-179, 179),
+    st.floats(1, 50_000),
+    st.floats(0, 360),
+)
+def test_planar_reach_never_overstates_the_geodesic(lat, lon, distance, bearing):
+    """The exactness bound of the planar search: reach / scale <= geodesic, for any task within
+    the radius (here: at ``distance`` along ``bearing``)."""
+    target = Geodesic.WGS84.Direct(lat, lon, bearing, distance)
+    plan = _search_plan(lat, lon, 50_000)
+    if plan.statement is not _NEAREST_PLANAR:
+        return
+    mx, my = plan.parameters["mx"], plan.parameters["my"]
+    tx = MERCATOR_RADIUS_M * math.radians(target["lon2"])
+    ty = MERCATOR_RADIUS_M * math.log(math.tan(math.pi / 4 + math.radians(target["lat2"]) / 2))
+    if abs(tx - mx) > math.pi * MERCATOR_RADIUS_M:
+        return  # wrapped around the antimeridian: that case takes the sphere path
+    reach = math.hypot(tx - mx, ty - my)
+    assert plan.unseen_at_least_m(reach) <= distance * (1 + 1e-9)

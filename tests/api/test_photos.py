@@ -15,7 +15,7 @@ from PIL import Image
 
 from api.models import Role
 from tests.s3server import S3TestServer, s3_server
-from tests.validation.photos import phone_photo, point_at
+from tests.validation.photos import phone_photo, point_at, segments
 
 __all__ = ["s3_server"]
 
@@ -384,3 +384,48 @@ async def test_full_flow_against_a_real_s3_endpoint(http, factory, app, s3_serve
     assert outcomes(checked.json()["checks"])["gps.geofence"] == "pass"
     submitted = await submit(http, worker, reservation_id, device_fix())
     assert submitted.json()["verdict"] == "accepted"
+
+
+async def test_clients_get_sanitized_copies_of_accepted_photos_only(http, factory, db):
+    client = await factory.account(Role.client)
+    other_client = await factory.account(Role.client)
+    good_worker, far_worker = await factory.account(Role.worker), await factory.account(Role.worker)
+    stores = [
+        await factory.store(client.organization_id, lat=STORE[0], lon=STORE[1]) for _ in range(2)
+    ]
+    campaign_id, (good_task, far_task) = await factory.campaign(client, stores)
+    r1 = await reserve(http, good_worker, good_task)
+    p1 = await upload(http, good_worker, r1, shelf_photo(seed=21))
+    await complete(http, good_worker, r1, p1)
+    assert (await submit(http, good_worker, r1, device_fix())).json()["verdict"] == "accepted"
+    r2 = await reserve(http, far_worker, far_task)
+    p2 = await upload(http, far_worker, r2, shelf_photo(seed=22, distance_m=5000))
+    await complete(http, far_worker, r2, p2)
+    assert (await submit(http, far_worker, r2, device_fix())).json()["verdict"] == "rejected"
+
+    results = await http.get(f"/v1/campaigns/{campaign_id}/results", headers=client.headers)
+    by_task = {item["task_id"]: item for item in results.json()["items"]}
+    assert by_task[str(good_task)]["verdict"] == "accepted"
+    assert by_task[str(good_task)]["photos"] == [
+        {"id": p1, "url": f"/v1/campaigns/{campaign_id}/photos/{p1}"}
+    ]
+    assert by_task[str(far_task)]["verdict"] == "rejected"
+    assert by_task[str(far_task)]["photos"] == []  # a rejected worker's photos stay private
+
+    link = await http.get(f"/v1/campaigns/{campaign_id}/photos/{p1}", headers=client.headers)
+    assert link.status_code == 307
+    assert link.headers["cache-control"] == "no-store"
+    copy = await http.get(link.headers["location"])
+    assert copy.status_code == 200
+    assert copy.headers["content-type"] == "image/jpeg"
+    markers = segments(copy.content)
+    assert 0xE1 not in markers and 0xE2 not in markers and 0xFE not in markers
+    assert Image.open(io.BytesIO(copy.content)).size == (1280, 1024)
+    assert await db.fetchval("SELECT sanitized_key FROM photo WHERE id = $1", uuid.UUID(p1)) == (
+        f"sanitized/{p1}.jpg"
+    )
+    for account, photo in ((client, p2), (other_client, p1)):
+        refused = await http.get(
+            f"/v1/campaigns/{campaign_id}/photos/{photo}", headers=account.headers
+        )
+        assert refused.status_code == 404

@@ -267,9 +267,10 @@ def test_the_deadline_bounds_the_search() -> None:
     route = solve(problem, deadline_s=0.3, iterations=10**9)
     elapsed = time.perf_counter() - started
     assert_sound(problem, route)
-    # Setting up (matrices, neighbour lists) and the first greedy route come on top of the
-    # deadline; they take a few tens of milliseconds at this size.
-    assert elapsed < 0.3 + 0.5
+    # Without the deadline this would run for many minutes. Setting up (matrices, neighbour
+    # lists) and the first greedy route come on top of it: a few tenths of a second at most,
+    # more when the machine is busy.
+    assert elapsed < 0.3 + 1.2
 
 
 def test_check_route_times_and_refuses() -> None:

@@ -1,0 +1,211 @@
+"""What clients get back: each task's outcome, and sanitized copies of accepted photos.
+
+Clients see the verdict of every submission, and the photos of accepted ones only, always as a
+re-encoded copy without EXIF, XMP, ICC or comments (the original stays with the reviewers). A
+copy is made the first time it is asked for, and served through a short-lived link issued after
+the ownership check.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from anyio import to_thread
+from fastapi import APIRouter
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.campaigns import PageSize, effective_status, own_campaign
+from api.deps import CurrentClient, SessionDep, SettingsDep, StorageDep
+from api.errors import NotFound
+from api.models import Photo, PhotoState, Store, Submission, Task, TaskStatus, User, Verdict
+from api.schemas import ERROR_RESPONSES, PointGeometry
+from api.settings import Settings
+from storage import ObjectStore
+from validation import sanitize
+
+router = APIRouter(tags=["campaigns"], responses=ERROR_RESPONSES)
+
+VISIBLE_VERDICTS = (Verdict.accepted,)
+
+
+class ResultPhoto(BaseModel):
+    id: uuid.UUID
+    url: str = Field(description="GET it (signed in) to be redirected to a short-lived link")
+
+
+class TaskResult(BaseModel):
+    task_id: uuid.UUID
+    status: TaskStatus
+    updated_at: datetime
+    store_id: uuid.UUID
+    store_external_ref: str | None
+    store_name: str
+    store_address: str
+    store_location: PointGeometry
+    submitted_at: datetime | None
+    verdict: Verdict | None
+    photos: list[ResultPhoto]
+
+
+class CampaignResults(BaseModel):
+    campaign_id: uuid.UUID
+    items: list[TaskResult]
+    next_cursor: str | None = None
+
+
+async def campaign_results(
+    session: AsyncSession,
+    *,
+    client: User,
+    campaign_id: uuid.UUID,
+    limit: int,
+    cursor: uuid.UUID | None,
+) -> CampaignResults:
+    campaign = await own_campaign(session, client=client, campaign_id=campaign_id)
+    # A task's latest submission (a task reopened after a rejection may have several).
+    latest = (
+        select(Submission.id, Submission.task_id, Submission.created_at, Submission.verdict)
+        .join(Task, Task.id == Submission.task_id)
+        .where(Task.campaign_id == campaign.id)
+        .distinct(Submission.task_id)
+        .order_by(Submission.task_id, Submission.created_at.desc())
+        .subquery()
+    )
+    query = (
+        select(
+            Task.id,
+            effective_status(),
+            Task.updated_at,
+            Store.id,
+            Store.external_ref,
+            Store.name,
+            Store.address,
+            func.ST_Y(func.geometry(Store.location)),
+            func.ST_X(func.geometry(Store.location)),
+            latest.c.id,
+            latest.c.created_at,
+            latest.c.verdict,
+        )
+        .join(Store, Store.id == Task.store_id)
+        .outerjoin(latest, latest.c.task_id == Task.id)
+        .where(Task.campaign_id == campaign.id)
+    )
+    if cursor is not None:
+        query = query.where(Task.id > cursor)
+    rows = (await session.execute(query.order_by(Task.id).limit(limit + 1))).all()
+    page = rows[:limit]
+    visible = [r[9] for r in page if r[11] in VISIBLE_VERDICTS]
+    photos: dict[uuid.UUID, list[ResultPhoto]] = {}
+    if visible:
+        photo_rows = await session.execute(
+            select(Submission.id, Photo.id)
+            .join(Photo, Photo.reservation_id == Submission.reservation_id)
+            .where(Submission.id.in_(visible), Photo.state == PhotoState.completed)
+            .order_by(Photo.created_at)
+        )
+        for submission_id, photo_id in photo_rows:
+            photos.setdefault(submission_id, []).append(
+                ResultPhoto(id=photo_id, url=f"/v1/campaigns/{campaign.id}/photos/{photo_id}")
+            )
+    items = [
+        TaskResult(
+            task_id=row[0],
+            status=TaskStatus(row[1]),
+            updated_at=row[2],
+            store_id=row[3],
+            store_external_ref=row[4],
+            store_name=row[5],
+            store_address=row[6],
+            store_location=PointGeometry.of(row[7], row[8]),
+            submitted_at=row[10],
+            verdict=row[11],
+            photos=photos.get(row[9], []),
+        )
+        for row in page
+    ]
+    next_cursor = str(items[-1].task_id) if len(rows) > limit else None
+    return CampaignResults(campaign_id=campaign.id, items=items, next_cursor=next_cursor)
+
+
+async def sanitized_photo_link(
+    session: AsyncSession,
+    store: ObjectStore,
+    *,
+    client: User,
+    campaign_id: uuid.UUID,
+    photo_id: uuid.UUID,
+    settings: Settings,
+) -> str:
+    campaign = await own_campaign(session, client=client, campaign_id=campaign_id)
+    photo = await session.scalar(
+        select(Photo)
+        .join(Submission, Submission.reservation_id == Photo.reservation_id)
+        .join(Task, Task.id == Submission.task_id)
+        .where(
+            Photo.id == photo_id,
+            Photo.state == PhotoState.completed,
+            Task.campaign_id == campaign.id,
+            Submission.verdict.in_(VISIBLE_VERDICTS),
+        )
+        .with_for_update(of=Photo)
+    )
+    if photo is None:
+        raise NotFound("No such photo in this campaign's results.", code="photo_not_found")
+    if photo.sanitized_key is None:
+        original = await store.read(photo.object_key, max_bytes=photo.size_bytes)
+        limit = settings.storage.max_photo_bytes
+        copy = await to_thread.run_sync(lambda: sanitize(original, max_bytes=limit))
+        key = f"sanitized/{photo.id}.jpg"
+        await store.put(key, copy, content_type="image/jpeg")
+        photo.sanitized_key = key
+        await session.flush()
+    return await store.presign_download(
+        photo.sanitized_key,
+        expires_in_s=settings.storage.download_ttl_s,
+        filename=f"{photo.id}.jpg",
+    )
+
+
+@router.get("/v1/campaigns/{campaign_id}/results")
+async def campaign_results_route(
+    campaign_id: uuid.UUID,
+    client: CurrentClient,
+    session: SessionDep,
+    limit: PageSize = 100,
+    cursor: uuid.UUID | None = None,
+) -> CampaignResults:
+    """Every task of the campaign with its store, status and submission verdict, in task id
+    order; accepted submissions list their photos."""
+    return await campaign_results(
+        session, client=client, campaign_id=campaign_id, limit=limit, cursor=cursor
+    )
+
+
+@router.get(
+    "/v1/campaigns/{campaign_id}/photos/{photo_id}",
+    status_code=307,
+    response_class=RedirectResponse,
+    responses={307: {"description": "Redirect to a short-lived link to the sanitized copy"}},
+)
+async def campaign_photo_route(
+    campaign_id: uuid.UUID,
+    photo_id: uuid.UUID,
+    client: CurrentClient,
+    session: SessionDep,
+    store: StorageDep,
+    settings: SettingsDep,
+) -> RedirectResponse:
+    """A sanitized copy of an accepted photo (no EXIF, XMP, ICC or comments)."""
+    url = await sanitized_photo_link(
+        session,
+        store,
+        client=client,
+        campaign_id=campaign_id,
+        photo_id=photo_id,
+        settings=settings,
+    )
+    return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
