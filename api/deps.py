@@ -6,9 +6,11 @@ a test walks the app's routes and fails on any route without one (deny by defaul
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
+import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,12 +67,34 @@ async def _signed_in_user(
     if not token:
         raise NotAuthenticated("This route needs a bearer token (POST /v1/auth/token).")
     user_id = read_token(token, settings.auth)
-    user = await session.get(User, user_id) if user_id else None
+    user = await load_user(session, user_id) if user_id else None
     if user is None:
         raise NotAuthenticated("The bearer token is invalid or expired.", code="invalid_token")
     if user.suspended_at is not None:
         raise Forbidden("This account is suspended.", code="account_suspended")
     return user
+
+
+_USER_COLUMNS = [column.name for column in User.__table__.columns]
+_USER_SQL = (
+    f"""SELECT {", ".join(f'"{name}"' for name in _USER_COLUMNS)} FROM "user" WHERE id = $1"""
+)
+
+
+async def load_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    """The signed-in user, read on every request so a suspension takes effect at once.
+
+    A plain query on the request's connection: the ORM identity load costs more than the
+    busiest route's own query. The object is not attached to the session; handlers read it.
+    """
+    connection = await (await session.connection()).get_raw_connection()
+    driver = cast(asyncpg.Connection, connection.driver_connection)
+    row = await driver.fetchrow(_USER_SQL, user_id)
+    if row is None:
+        return None
+    values = dict(row)
+    values["role"] = Role(values["role"])
+    return User(**values)
 
 
 AccessRule = Callable[..., Coroutine[Any, Any, User]]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import jwt
 from argon2 import PasswordHasher
@@ -38,13 +40,24 @@ def issue_token(user_id: uuid.UUID, role: str, settings: AuthSettings) -> tuple[
 
 def read_token(token: str, settings: AuthSettings) -> uuid.UUID | None:
     """The user id a valid, unexpired token names; None for anything else."""
+    verified = _verified(token, settings.secret_key.get_secret_value())
+    if verified is None:
+        return None
+    user_id, expires_at = verified
+    return user_id if time.time() < expires_at else None
+
+
+@lru_cache(maxsize=8192)
+def _verified(token: str, secret: str) -> tuple[uuid.UUID, float] | None:
+    # A phone sends the same token with every request for an hour: checking its signature once
+    # is enough (the expiry is checked on every call, above).
     try:
         claims = jwt.decode(
             token,
-            settings.secret_key.get_secret_value(),
+            secret,
             algorithms=[_ALGORITHM],
             options={"require": ["sub", "exp", "iat"]},
         )
-        return uuid.UUID(claims["sub"])
+        return uuid.UUID(claims["sub"]), float(claims["exp"])
     except (jwt.PyJWTError, ValueError, TypeError):
         return None

@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Annotated, Any, cast
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query
+import orjson
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
@@ -60,7 +61,32 @@ class TaskOut(BaseModel):
     available_until: datetime
 
 
-class NearbyTask(TaskOut):
+class NearbyClient(BaseModel):
+    organization_id: uuid.UUID
+    name: str
+
+
+class NearbyStore(BaseModel):
+    id: uuid.UUID
+    name: str
+    address: str
+    location: PointGeometry
+    opening_hours: str
+
+
+class NearbyTask(BaseModel):
+    """What a worker weighs in a list; GET /v1/tasks/{task_id} has the rest."""
+
+    task_id: uuid.UUID
+    client: NearbyClient
+    campaign_id: uuid.UUID
+    purpose: str
+    store: NearbyStore
+    reward_cents: int
+    currency: str
+    onsite_minutes: int
+    reservation_minutes: int
+    available_until: datetime
     distance_m: float = Field(description="Geodesic distance on the WGS84 ellipsoid, metres")
     walking_minutes: float = Field(description="Straight-line walking time at the configured speed")
     estimated_hourly_rate_cents: int = Field(
@@ -122,6 +148,15 @@ _AVAILABLE = """
       AND (t.status = 'open' OR t.reserved_until <= now())
       AND t.starts_at <= now() AND t.ends_at > now()"""
 
+_NEARBY_COLUMNS = """
+           t.reward_cents, t.currency, t.ends_at AS available_until,
+           o.id AS organization_id, o.name AS organization_name,
+           c.id AS campaign_id, c.purpose, c.onsite_minutes, c.reservation_minutes,
+           s.id AS store_id, s.name AS store_name, s.address,
+           ST_Y(s.location::geometry) AS lat, ST_X(s.location::geometry) AS lon,
+           s.timezone, s.opening_hours
+"""
+
 _CANDIDATE_COLUMNS = """
     SELECT t.id, t.campaign_id, t.store_id, t.status, t.reserved_until, t.reward_cents,
            t.currency, t.ends_at,
@@ -171,7 +206,7 @@ def _nearest_statement(candidates: Any) -> _Statement:
         WITH candidate AS MATERIALIZED ({candidates.text}),
         seen AS (SELECT count(*) AS seen, max(reach) AS farthest_reach FROM candidate),
         t AS (SELECT * FROM candidate ORDER BY distance_m, id::text COLLATE "C" LIMIT :limit)
-        SELECT seen.seen, seen.farthest_reach, t.id AS task_id, t.distance_m,{_DETAIL_COLUMNS}
+        SELECT seen.seen, seen.farthest_reach, t.id AS task_id, t.distance_m,{_NEARBY_COLUMNS}
         FROM seen LEFT JOIN (t{_DETAIL_JOINS.rstrip()}) ON true
         """
     ).compile(dialect=asyncpg_dialect())
@@ -301,30 +336,56 @@ async def nearest_open_tasks(
     return within[:limit]
 
 
-async def nearby(session: AsyncSession, query: NearbyQuery, work: WorkSettings) -> NearbyOut:
+def nearby_payload(rows: list[asyncpg.Record], query: NearbyQuery, work: WorkSettings) -> bytes:
+    """The JSON of a ``NearbyOut``, built straight from the rows: this is the busiest answer of
+    the API, and validating it through models would cost more than the query."""
+    metres_per_minute = work.walking_speed_kmh * 1000 / 60
+    items = []
+    for row in rows:
+        distance = row["distance_m"]
+        walking_minutes = distance / metres_per_minute
+        items.append(
+            {
+                "task_id": row["task_id"],
+                "client": {
+                    "organization_id": row["organization_id"],
+                    "name": row["organization_name"],
+                },
+                "campaign_id": row["campaign_id"],
+                "purpose": row["purpose"],
+                "store": {
+                    "id": row["store_id"],
+                    "name": row["store_name"],
+                    "address": row["address"],
+                    "location": {"type": "Point", "coordinates": [row["lon"], row["lat"]]},
+                    "opening_hours": row["opening_hours"],
+                },
+                "reward_cents": row["reward_cents"],
+                "currency": row["currency"],
+                "onsite_minutes": row["onsite_minutes"],
+                "reservation_minutes": row["reservation_minutes"],
+                "available_until": row["available_until"],
+                "distance_m": round(distance, 1),
+                "walking_minutes": round(walking_minutes, 1),
+                "estimated_hourly_rate_cents": estimated_hourly_rate_cents(
+                    row["reward_cents"], row["onsite_minutes"], walking_minutes
+                ),
+            }
+        )
+    payload = {
+        "origin": {"type": "Point", "coordinates": [query.lon, query.lat]},
+        "radius_m": query.radius_m,
+        "items": items,
+    }
+    # asyncpg returns its own UUID type, which orjson leaves to `default`.
+    return orjson.dumps(payload, default=str, option=orjson.OPT_UTC_Z)
+
+
+async def nearby(session: AsyncSession, query: NearbyQuery, work: WorkSettings) -> bytes:
     ranked = await nearest_open_tasks(
         session, lat=query.lat, lon=query.lon, radius_m=query.radius_m, limit=query.limit
     )
-    metres_per_minute = work.walking_speed_kmh * 1000 / 60
-    items = []
-    for row in ranked:
-        distance = row["distance_m"]
-        walking_minutes = distance / metres_per_minute
-        item = _task_out_fields(row)
-        item["distance_m"] = round(distance, 1)
-        item["walking_minutes"] = round(walking_minutes, 1)
-        item["estimated_hourly_rate_cents"] = estimated_hourly_rate_cents(
-            row["reward_cents"], row["onsite_minutes"], walking_minutes
-        )
-        items.append(item)
-    # One validation of plain data builds every nested model at once, in pydantic's core.
-    return NearbyOut.model_validate(
-        {
-            "origin": {"coordinates": (query.lon, query.lat)},
-            "radius_m": query.radius_m,
-            "items": items,
-        }
-    )
+    return nearby_payload(ranked, query, work)
 
 
 async def task_details(session: AsyncSession, task_id: uuid.UUID) -> TaskOut:
@@ -334,18 +395,18 @@ async def task_details(session: AsyncSession, task_id: uuid.UUID) -> TaskOut:
     return TaskOut(**_task_out_fields(row._mapping))
 
 
-@router.get("/v1/tasks/nearby")
+@router.get("/v1/tasks/nearby", response_model=NearbyOut)
 async def nearby_route(
     worker: CurrentWorker,
     session: SessionDep,
     settings: SettingsDep,
     query: Annotated[NearbyQuery, Depends(nearby_query)],
-) -> NearbyOut:
+) -> Response:
     """Open tasks within `radius_m` of (lat, lon), nearest first by geodesic distance on the
     WGS84 ellipsoid (ties within a metre may come in either order), with each task's client,
     purpose, reward and estimated effective hourly rate (reward over on-site time plus walking
     time at the configured walking speed, 5 km/h by default)."""
-    return await nearby(session, query, settings.work)
+    return Response(await nearby(session, query, settings.work), media_type="application/json")
 
 
 @router.get("/v1/tasks/{task_id}")

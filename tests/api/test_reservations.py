@@ -84,7 +84,8 @@ async def test_an_expired_reservation_stops_blocking_at_once(http, factory, db):
         "/v1/tasks/nearby", headers=second.headers, params={"lat": 48.85, "lon": 2.35}
     )
     assert [t["task_id"] for t in nearby.json()["items"]] == [str(task_id)]
-    assert nearby.json()["items"][0]["status"] == "open"
+    details = await http.get(f"/v1/tasks/{task_id}", headers=second.headers)
+    assert details.json()["status"] == "open"
     stale = await http.get(f"/v1/reservations/{held['id']}", headers=first.headers)
     assert stale.json()["state"] == "expired"
 
