@@ -80,7 +80,7 @@ async def _out(session: AsyncSession, reservation: Reservation) -> ReservationOu
     )
 
 
-async def _lock_worker(session: AsyncSession, worker: User) -> None:
+async def lock_worker(session: AsyncSession, worker: User) -> None:
     await session.execute(select(User.id).where(User.id == worker.id).with_for_update())
 
 
@@ -97,7 +97,7 @@ async def active_reservation_count(session: AsyncSession, worker_id: uuid.UUID) 
     )
 
 
-async def _expire_stale_reservations_of(session: AsyncSession, task_ids: list[uuid.UUID]) -> None:
+async def expire_stale_reservations_of(session: AsyncSession, task_ids: list[uuid.UUID]) -> None:
     """Close reservations of these tasks that passed their expiry (the task row is locked)."""
     expired = await session.execute(
         update(Reservation)
@@ -129,7 +129,7 @@ async def reserve(
 ) -> tuple[Reservation, bool]:
     """Reserve a task for a worker. Returns the reservation and whether it was created now
     (False when the worker already holds it: a retried request gets the same reservation)."""
-    await _lock_worker(session, worker)
+    await lock_worker(session, worker)
     held = await session.scalar(
         select(Reservation).where(
             Reservation.task_id == task_id,
@@ -168,7 +168,7 @@ async def reserve(
     reserved_until = claimed.scalar_one_or_none()
     if reserved_until is None:
         await _explain_refusal(session, task_id)
-    await _expire_stale_reservations_of(session, [task_id])
+    await expire_stale_reservations_of(session, [task_id])
     reservation = Reservation(
         task_id=task_id,
         worker_id=worker.id,

@@ -20,7 +20,7 @@ from api import audit
 from api.deps import CurrentWorker, SessionDep, SettingsDep
 from api.errors import Conflict, Invalid
 from api.models import Reservation, ReservationState, User
-from api.reservations import _lock_worker, active_reservation_count
+from api.reservations import active_reservation_count, expire_stale_reservations_of, lock_worker
 from api.schemas import ERROR_RESPONSES, Body, Latitude, Longitude, PointGeometry
 from api.settings import Settings
 from api.tasks import estimated_hourly_rate_cents, nearest_open_tasks
@@ -320,7 +320,7 @@ async def reserve_route(
 ) -> list[Reservation]:
     """All the route's tasks or none. Locks the worker, then the tasks in id order (so two
     overlapping routes queue instead of deadlocking), then claims them in one statement."""
-    await _lock_worker(session, worker)
+    await lock_worker(session, worker)
     cap = settings.work.route_cap
     held = await active_reservation_count(session, worker.id)
     if held + len(body.task_ids) > cap:
@@ -356,6 +356,7 @@ async def reserve_route(
             f"This order of tasks cannot be done in time: {exc}", code="route_not_feasible"
         ) from exc
     margin = timedelta(minutes=settings.work.route_reservation_margin_minutes)
+    await expire_stale_reservations_of(session, body.task_ids)
     reservations = []
     for stop, task_id in zip(timed.stops, body.task_ids, strict=True):
         expires_at = min(now + timedelta(seconds=stop.departure_s) + margin, rows[task_id].ends_at)
@@ -365,13 +366,6 @@ async def reserve_route(
                 "WHERE id = :id"
             ),
             {"until": expires_at, "id": task_id},
-        )
-        await session.execute(
-            text(
-                "UPDATE reservation SET state = 'expired', ended_at = expires_at "
-                "WHERE task_id = :id AND state = 'active'"
-            ),
-            {"id": task_id},
         )
         reservation = Reservation(
             task_id=task_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -228,3 +229,29 @@ async def test_overlapping_routes_reserved_at_the_same_moment(live_server, facto
         winner_route = route_a if outcomes[0].status_code == 201 else route_b
         held = await db.fetch("SELECT task_id FROM reservation WHERE state = 'active'")
         assert sorted(r["task_id"] for r in held) == sorted(winner_route)
+
+
+async def test_route_reservation_takes_over_expired_reservations(http, factory, db):
+    client = await factory.account(Role.client)
+    first, second = await factory.account(Role.worker), await factory.account(Role.worker)
+    stores = await factory.stores_at(client.organization_id, [offset(*HOME, 100, 0)])
+    _, (task_id,) = await factory.campaign(client, stores, reservation_minutes=120)
+    held = await http.post(f"/v1/tasks/{task_id}/reservations", headers=first.headers)
+    await db.execute("UPDATE reservation SET expires_at = now() - interval '1 second'")
+    await db.execute("UPDATE task SET reserved_until = now() - interval '1 second'")
+    taken = await http.post(
+        "/v1/routes/reserve",
+        headers=second.headers,
+        json={"task_ids": [str(task_id)], "start": {"lat": HOME[0], "lon": HOME[1]}},
+    )
+    assert taken.status_code == 201
+    states = await db.fetch("SELECT worker_id, state::text FROM reservation ORDER BY created_at")
+    assert [(r["worker_id"], r["state"]) for r in states] == [
+        (first.id, "expired"),
+        (second.id, "active"),
+    ]
+    expired = await db.fetchval(
+        "SELECT count(*) FROM audit_event WHERE action = 'reservation.expired' AND object_id = $1",
+        uuid.UUID(held.json()["id"]),
+    )
+    assert expired == 1
