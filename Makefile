@@ -16,7 +16,8 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 export TERRAIN_DB_URL ?= postgresql+asyncpg://$(PG_USER)@$(PG_HOST):$(PG_PORT)/$(DB_NAME)
 export TERRAIN_TEST_DB_ADMIN_URL ?= postgresql+asyncpg://$(PG_USER)@$(PG_HOST):$(PG_PORT)/postgres
 
-.PHONY: run test deps postgis database migrate seed lint bench-nearby bench-routing clean
+.PHONY: run test deps postgis database migrate seed lint bench-nearby bench-routing \
+	bench-route-endpoint bench-validation clean
 
 run: deps postgis database migrate seed
 	$(BIN)/uvicorn api.main:create_app --factory --host $(HOST) --port $(PORT)
@@ -68,7 +69,14 @@ lint: deps
 	$(BIN)/mypy api geo storage validation
 
 bench-nearby: deps postgis
+	@command -v wrk >/dev/null 2>&1 || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 	$(BIN)/python bench/nearby.py
+
+bench-route-endpoint: deps postgis
+	$(BIN)/python bench/route_endpoint.py
+
+bench-validation: deps
+	$(BIN)/python bench/validation.py
 
 bench-routing: deps
 	$(BIN)/pip install -q -e '.[bench]'
