@@ -154,6 +154,8 @@ async def register(session: AsyncSession, form: Registration) -> User:
 
 
 async def authenticate(session: AsyncSession, *, email: str, password: str) -> User:
+    if "\x00" in email:
+        raise NotAuthenticated("Wrong e-mail or password.", code="invalid_credentials")
     user = await session.scalar(select(User).where(User.email == email.strip().lower()))
     valid = await to_thread.run_sync(
         verify_password, password, user.password_hash if user else None

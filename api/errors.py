@@ -150,7 +150,18 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 
+def _invalid_data(request: Request, exc: Exception) -> JSONResponse:
+    # The database refused a value the edge validation let through (a NUL byte in a form field,
+    # say): the input is at fault, and nothing was changed.
+    return JSONResponse(
+        error_body("A value in the request cannot be stored as given.", "invalid_request"),
+        status_code=422,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(sqlalchemy.exc.DataError, _invalid_data)
+    app.add_exception_handler(asyncpg.exceptions.DataError, _invalid_data)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
     for exception in DATABASE_UNAVAILABLE:

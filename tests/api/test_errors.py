@@ -80,3 +80,14 @@ async def test_openapi_documents_the_distance_and_the_error_envelope(http):
     nearby = schema["paths"]["/v1/tasks/nearby"]["get"]
     assert set(nearby["responses"]) >= {"200", "401", "403", "422"}
     assert "ErrorOut" in schema["components"]["schemas"]
+
+
+async def test_nul_characters_are_refused_at_the_edge(http, factory, db):
+    """PostgreSQL text cannot hold U+0000; found by fuzzing the schema (it used to be a 500)."""
+    client = await factory.account(Role.client)
+    store = {"name": "Shop\u0000", "lat": 1, "lon": 2, "timezone": "UTC"}
+    response = await http.post("/v1/stores", headers=client.headers, json=store)
+    assert (response.status_code, response.json()["code"]) == (422, "invalid_request")
+    signin = await http.post("/v1/auth/token", data={"username": "a\u0000b", "password": "x"})
+    assert (signin.status_code, signin.json()["code"]) == (401, "invalid_credentials")
+    assert await db.fetchval("SELECT count(*) FROM store") == 0
