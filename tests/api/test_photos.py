@@ -45,7 +45,7 @@ def shelf_photo(*, distance_m: float = 15, minutes_ago: float = 1, seed: int = 0
     return phone_photo(seed=seed, **(fields | exif))
 
 
-async def upload(http, worker, reservation_id: str, data: bytes, content_type="image/jpeg"):
+async def ask_upload(http, worker, reservation_id: str, data: bytes, content_type="image/jpeg"):
     grant = await http.post(
         f"/v1/reservations/{reservation_id}/photos",
         headers=worker.headers,
@@ -56,6 +56,11 @@ async def upload(http, worker, reservation_id: str, data: bytes, content_type="i
         },
     )
     assert grant.status_code == 201, grant.text
+    return grant
+
+
+async def upload(http, worker, reservation_id: str, data: bytes, content_type="image/jpeg"):
+    grant = await ask_upload(http, worker, reservation_id, data, content_type)
     instructions = grant.json()["upload"]
     put = await http.request(
         instructions["method"], instructions["url"], headers=instructions["headers"], content=data
@@ -256,15 +261,7 @@ async def test_uploads_that_do_not_match_their_grant_are_deleted(http, factory, 
     worker, task_id = await arrange(factory)
     reservation_id = await reserve(http, worker, task_id)
     good = shelf_photo()
-    grant = await http.post(
-        f"/v1/reservations/{reservation_id}/photos",
-        headers=worker.headers,
-        json={
-            "content_type": "image/jpeg",
-            "size_bytes": len(good),
-            "sha256": hashlib.sha256(good).hexdigest(),
-        },
-    )
+    grant = await ask_upload(http, worker, reservation_id, good)
     photo_id = grant.json()["photo"]["id"]
     missing = await complete(http, worker, reservation_id, photo_id)
     assert (missing.status_code, missing.json()["code"]) == (422, "upload_missing")
@@ -361,15 +358,7 @@ async def test_full_flow_against_a_real_s3_endpoint(http, factory, app, s3_serve
     worker, task_id = await arrange(factory)
     reservation_id = await reserve(http, worker, task_id)
     data = shelf_photo(seed=5)
-    grant = await http.post(
-        f"/v1/reservations/{reservation_id}/photos",
-        headers=worker.headers,
-        json={
-            "content_type": "image/jpeg",
-            "size_bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-        },
-    )
+    grant = await ask_upload(http, worker, reservation_id, data)
     upload_spec = grant.json()["upload"]
     assert upload_spec["url"].startswith(s3_server.url)
     async with httpx.AsyncClient() as outside:
