@@ -316,9 +316,12 @@ class Photo(Base):
     checks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     refusal_code: Mapped[str | None] = mapped_column(String(64))
     sanitized_key: Mapped[str | None] = mapped_column(String(300))
+    # A retried grant request (same key) gets the same photo, not a second slot.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (
         Index("ix_photo_reservation_id", "reservation_id"),
+        UniqueConstraint("reservation_id", "idempotency_key", name="uq_photo_reservation_key"),
         Index("ix_photo_sha256", "sha256", postgresql_where=text("state = 'completed'")),
         Index("ix_photo_phash_bands", "phash_bands", postgresql_using="gin"),
         Index(

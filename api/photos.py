@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from anyio import to_thread
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -131,9 +131,18 @@ async def grant_upload(
     worker: User,
     body: PhotoGrantIn,
     settings: Settings,
+    idempotency_key: str | None = None,
 ) -> PhotoGrantOut:
     reservation = await lock_own_reservation(session, reservation_id=reservation_id, worker=worker)
     require_active(reservation)
+    if idempotency_key is not None:
+        earlier = await session.scalar(
+            select(Photo).where(
+                Photo.reservation_id == reservation.id, Photo.idempotency_key == idempotency_key
+            )
+        )
+        if earlier is not None:
+            return await _regrant(store, earlier, body, settings)
     if body.size_bytes > settings.storage.max_photo_bytes:
         raise Invalid(
             f"A photo is at most {settings.storage.max_photo_bytes} bytes.",
@@ -175,15 +184,20 @@ async def grant_upload(
         sha256=body.sha256,
         state=PhotoState.pending,
         upload_expires_at=datetime.now(UTC) + timedelta(seconds=ttl),
+        idempotency_key=idempotency_key,
     )
     session.add(photo)
     await session.flush()
     await session.refresh(photo)
+    return await _grant_out(store, photo, ttl)
+
+
+async def _grant_out(store: ObjectStore, photo: Photo, ttl: int) -> PhotoGrantOut:
     grant = await store.presign_upload(
         photo.object_key,
-        content_type=body.content_type,
-        size=body.size_bytes,
-        sha256_hex=body.sha256,
+        content_type=photo.content_type,
+        size=photo.size_bytes,
+        sha256_hex=photo.sha256,
         expires_in_s=ttl,
     )
     return PhotoGrantOut(
@@ -196,6 +210,29 @@ async def grant_upload(
             expires_at=grant.expires_at,
         ),
     )
+
+
+async def _regrant(
+    store: ObjectStore, photo: Photo, body: PhotoGrantIn, settings: Settings
+) -> PhotoGrantOut:
+    """A retried grant request: the same photo, with a fresh upload grant while it is pending."""
+    same = (photo.content_type, photo.size_bytes, photo.sha256) == (
+        body.content_type,
+        body.size_bytes,
+        body.sha256,
+    )
+    if not same:
+        raise Invalid(
+            "This Idempotency-Key was used for a different photo.", code="idempotency_key_reused"
+        )
+    if photo.state != PhotoState.pending:
+        raise Conflict(
+            f"This photo is already {photo.state.value}.",
+            code="photo_not_pending",
+            photo_id=str(photo.id),
+            state=photo.state.value,
+        )
+    return await _grant_out(store, photo, settings.storage.upload_ttl_s)
 
 
 class UploadRefused(Invalid):
@@ -340,11 +377,26 @@ async def grant_upload_route(
     session: SessionDep,
     store: StorageDep,
     settings: SettingsDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=8,
+            max_length=200,
+            description="Optional: a retry with the same key gets the same photo slot",
+        ),
+    ] = None,
 ) -> PhotoGrantOut:
     """Ask for an upload: a presigned request (method, URL, headers or form fields, expiry)
     bound to one server-chosen key, the content type, the exact size and the SHA-256."""
     return await grant_upload(
-        session, store, reservation_id=reservation_id, worker=worker, body=body, settings=settings
+        session,
+        store,
+        reservation_id=reservation_id,
+        worker=worker,
+        body=body,
+        settings=settings,
+        idempotency_key=idempotency_key,
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from anyio import to_thread
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -317,10 +317,27 @@ def _available(row: Any, now: datetime) -> bool:
 
 async def reserve_route(
     session: AsyncSession, *, worker: User, body: RouteReservationIn, settings: Settings
-) -> list[Reservation]:
+) -> tuple[list[Reservation], bool]:
     """All the route's tasks or none. Locks the worker, then the tasks in id order (so two
-    overlapping routes queue instead of deadlocking), then claims them in one statement."""
+    overlapping routes queue instead of deadlocking), then claims them in one statement.
+
+    Returns the reservations and whether they were made now: when the worker already holds
+    every task of the route (a retried request whose answer was lost), the same reservations
+    come back instead of a conflict with oneself."""
     await lock_worker(session, worker)
+    already = list(
+        await session.scalars(
+            select(Reservation).where(
+                Reservation.worker_id == worker.id,
+                Reservation.task_id.in_(body.task_ids),
+                Reservation.state == ReservationState.active,
+                Reservation.expires_at > func.now(),
+            )
+        )
+    )
+    if len(already) == len(body.task_ids):
+        by_task = {r.task_id: r for r in already}
+        return [by_task[t] for t in body.task_ids], False
     cap = settings.work.route_cap
     held = await active_reservation_count(session, worker.id)
     if held + len(body.task_ids) > cap:
@@ -389,7 +406,7 @@ async def reserve_route(
             for r in reservations
         ],
     )
-    return reservations
+    return reservations, True
 
 
 @router.post("/v1/routes/suggest")
@@ -404,11 +421,20 @@ async def suggest_route(
 
 @router.post("/v1/routes/reserve", status_code=201)
 async def reserve_route_route(
-    body: RouteReservationIn, worker: CurrentWorker, session: SessionDep, settings: SettingsDep
+    body: RouteReservationIn,
+    worker: CurrentWorker,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> RouteReservationOut:
     """Reserve every task of a route in one transaction, or none: 409 `tasks_taken` names
-    exactly the tasks no longer available, so the app can plan again."""
-    reservations = await reserve_route(session, worker=worker, body=body, settings=settings)
+    exactly the tasks no longer available, so the app can plan again. Repeating a request
+    whose tasks you already hold returns those reservations (200)."""
+    reservations, created = await reserve_route(
+        session, worker=worker, body=body, settings=settings
+    )
+    if not created:
+        response.status_code = 200
     return RouteReservationOut(
         reservations=[
             {"id": r.id, "task_id": r.task_id, "expires_at": r.expires_at} for r in reservations

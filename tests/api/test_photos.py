@@ -418,3 +418,29 @@ async def test_clients_get_sanitized_copies_of_accepted_photos_only(http, factor
             f"/v1/campaigns/{campaign_id}/photos/{photo}", headers=account.headers
         )
         assert refused.status_code == 404
+
+
+async def test_a_retried_grant_gets_the_same_photo_slot(http, factory, db):
+    worker, task_id = await arrange(factory)
+    reservation_id = await reserve(http, worker, task_id)
+    data = shelf_photo()
+    body = {
+        "content_type": "image/jpeg",
+        "size_bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    headers = worker.headers | {"Idempotency-Key": "grant-attempt-1"}
+    path = f"/v1/reservations/{reservation_id}/photos"
+    first = await http.post(path, headers=headers, json=body)
+    again = await http.post(path, headers=headers, json=body)
+    assert first.status_code == again.status_code == 201
+    assert again.json()["photo"]["id"] == first.json()["photo"]["id"]
+    assert await db.fetchval("SELECT count(*) FROM photo") == 1
+    other = await http.post(path, headers=headers, json=body | {"size_bytes": len(data) + 1})
+    assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")
+    upload_spec = again.json()["upload"]
+    put = await http.put(upload_spec["url"], headers=upload_spec["headers"], content=data)
+    assert put.status_code == 201
+    await complete(http, worker, reservation_id, first.json()["photo"]["id"])
+    late = await http.post(path, headers=headers, json=body)
+    assert (late.status_code, late.json()["code"]) == (409, "photo_not_pending")

@@ -255,3 +255,17 @@ async def test_route_reservation_takes_over_expired_reservations(http, factory, 
         uuid.UUID(held.json()["id"]),
     )
     assert expired == 1
+
+
+async def test_a_retried_route_reservation_returns_the_same_reservations(http, factory, db):
+    client = await factory.account(Role.client)
+    worker = await factory.account(Role.worker)
+    points = [offset(*HOME, 120 * i, 0) for i in range(1, 4)]
+    stores = await factory.stores_at(client.organization_id, points)
+    _, tasks = await factory.campaign(client, stores, reservation_minutes=120)
+    body = {"task_ids": [str(t) for t in tasks], "start": {"lat": HOME[0], "lon": HOME[1]}}
+    first = await http.post("/v1/routes/reserve", headers=worker.headers, json=body)
+    retry = await http.post("/v1/routes/reserve", headers=worker.headers, json=body)
+    assert (first.status_code, retry.status_code) == (201, 200)
+    assert retry.json() == first.json()
+    assert await db.fetchval("SELECT count(*) FROM reservation") == 3
