@@ -7,7 +7,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from api import (
     auth,
@@ -91,6 +92,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["operations"], dependencies=[Public])
     async def healthz() -> dict[str, str]:
+        """The process is up."""
         return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        dependencies=[Public],
+        responses={503: {"description": "The database or the object store is unreachable"}},
+    )
+    async def readyz(request: Request) -> JSONResponse:
+        """The database and the object store answer: ready for traffic."""
+        checks: dict[str, str] = {}
+        try:
+            async with request.app.state.engine.connect() as connection:
+                await connection.exec_driver_sql("SELECT 1")
+            checks["database"] = "ok"
+        except Exception as exc:  # any failure means not ready; the reason is reported
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        try:
+            await request.app.state.object_store.check()
+            checks["object_store"] = "ok"
+        except Exception as exc:
+            checks["object_store"] = f"unavailable: {type(exc).__name__}"
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": checks},
+            status_code=200 if ready else 503,
+            headers=None if ready else {"Retry-After": "5"},
+        )
 
     return app

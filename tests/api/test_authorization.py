@@ -144,6 +144,7 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
     ("PUT", "/v1/uploads/{bad_token}", lambda w: {"content": b"x"}, (403,) * 6),
     ("GET", "/v1/files/{bad_token}", None, (403,) * 6),
     ("GET", "/healthz", None, EVERYONE),
+    ("GET", "/readyz", None, EVERYONE),
     ("GET", "/openapi.json", None, EVERYONE),
     ("GET", "/docs", None, EVERYONE),
     ("GET", "/docs/oauth2-redirect", None, EVERYONE),

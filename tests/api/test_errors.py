@@ -91,3 +91,24 @@ async def test_nul_characters_are_refused_at_the_edge(http, factory, db):
     signin = await http.post("/v1/auth/token", data={"username": "a\u0000b", "password": "x"})
     assert (signin.status_code, signin.json()["code"]) == (401, "invalid_credentials")
     assert await db.fetchval("SELECT count(*) FROM store") == 0
+
+
+async def test_readiness_reports_each_dependency(http, app):
+    ready = await http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"database": "ok", "object_store": "ok"}}
+
+    class Unreachable:
+        async def check(self) -> None:
+            from storage.errors import StorageUnavailable
+
+            raise StorageUnavailable("connection refused")
+
+    app.state.object_store = Unreachable()
+    down = await http.get("/readyz")
+    assert down.status_code == 503
+    assert down.headers["retry-after"] == "5"
+    assert down.json()["checks"] == {
+        "database": "ok",
+        "object_store": "unavailable: StorageUnavailable",
+    }
