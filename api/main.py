@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api import (
+    assignments,
     auth,
     campaigns,
     photos,
@@ -87,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimit, max_bytes=settings.app.max_body_bytes, exempt_prefixes=("/v1/uploads/",)
     )
     resources = (auth, stores, store_import, campaigns, tasks, reservations, routes, photos)
-    for module in (*resources, results, submissions, uploads):
+    for module in (*resources, results, submissions, uploads, assignments):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["operations"], dependencies=[Public])

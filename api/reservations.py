@@ -68,7 +68,7 @@ def effective_state(reservation: Reservation) -> ReservationState:
     return reservation.state
 
 
-async def _out(session: AsyncSession, reservation: Reservation) -> ReservationOut:
+async def reservation_out(session: AsyncSession, reservation: Reservation) -> ReservationOut:
     return ReservationOut(
         id=reservation.id,
         task_id=reservation.task_id,
@@ -363,7 +363,7 @@ async def reserve_route(
     )
     if not created:
         response.status_code = 200
-    return await _out(session, reservation)
+    return await reservation_out(session, reservation)
 
 
 @router.get("/v1/me/reservations")
@@ -378,7 +378,7 @@ async def my_reservations_route(worker: CurrentWorker, session: SessionDep) -> R
         )
         .order_by(Reservation.expires_at)
     )
-    return ReservationList(items=[await _out(session, r) for r in reservations])
+    return ReservationList(items=[await reservation_out(session, r) for r in reservations])
 
 
 @router.get("/v1/reservations/{reservation_id}")
@@ -386,7 +386,7 @@ async def get_reservation_route(
     reservation_id: uuid.UUID, worker: CurrentWorker, session: SessionDep
 ) -> ReservationOut:
     reservation = await own_reservation(session, reservation_id=reservation_id, worker=worker)
-    return await _out(session, reservation)
+    return await reservation_out(session, reservation)
 
 
 @router.delete("/v1/reservations/{reservation_id}", status_code=204)

@@ -143,6 +143,13 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
     ("GET", "/v1/submissions/{missing_id}", None, (401, 404, 403, 403, 403, 403)),
     ("PUT", "/v1/uploads/{bad_token}", lambda w: {"content": b"x"}, (403,) * 6),
     ("GET", "/v1/files/{bad_token}", None, (403,) * 6),
+    (
+        "POST",
+        "/v1/assignments",
+        lambda w: {"json": {"lat": 48.85, "lon": 2.35}},
+        (401, 201, 403, 403, 403, 403),
+    ),
+    ("GET", "/v1/assignments/criteria", None, EVERYONE),
     ("GET", "/healthz", None, EVERYONE),
     ("GET", "/readyz", None, EVERYONE),
     ("GET", "/openapi.json", None, EVERYONE),
