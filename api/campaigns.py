@@ -14,6 +14,7 @@ from sqlalchemy import String, case, cast, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import audit
+from api.alerts import raise_alerts
 from api.deps import CurrentClient, SessionDep, SettingsDep
 from api.errors import Invalid, NotFound
 from api.models import Campaign, CampaignStatus, Store, Task, TaskStatus, User
@@ -241,9 +242,11 @@ async def create_campaign(
         )
         .returning(Task.id)
     )
-    task_count = len(created.all())
+    task_ids = list(created.scalars())
+    task_count = len(task_ids)
     if task_count == 0:
         raise Invalid("The target matches none of your stores.", code="no_stores_targeted")
+    await raise_alerts(session, task_ids, per_hour=work.alerts_per_hour)
     await audit.record(
         session,
         actor_id=client.id,

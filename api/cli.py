@@ -38,10 +38,13 @@ async def _create_user(args: argparse.Namespace) -> None:
 async def _sweep(args: argparse.Namespace) -> None:
     from api.reservations import sweep
 
-    engine = make_engine(Settings().db)
+    settings = Settings()
+    engine = make_engine(settings.db)
     try:
         async with make_sessionmaker(engine)() as session, session.begin():
-            expired, reopened, ended = await sweep(session)
+            expired, reopened, ended = await sweep(
+                session, alerts_per_hour=settings.work.alerts_per_hour
+            )
         print(f"{expired} reservations expired, {reopened} tasks reopened, {ended} tasks expired")
     finally:
         await engine.dispose()

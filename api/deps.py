@@ -13,6 +13,7 @@ from typing import Annotated, Any, cast
 import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import DomainError, Forbidden, NotAuthenticated
@@ -95,6 +96,11 @@ async def load_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     values = dict(row)
     values["role"] = Role(values["role"])
     return User(**values)
+
+
+async def lock_worker_row(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Serialise one user's concurrent requests that count before they act (caps, limits)."""
+    await session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
 AccessRule = Callable[..., Coroutine[Any, Any, User]]

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api import (
+    alerts,
     assignments,
     auth,
     campaigns,
@@ -63,7 +64,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweeper = None
         if settings.app.run_sweeper:
             sweeper = asyncio.create_task(
-                sweep_forever(app.state.sessionmaker, settings.work.sweep_interval_s)
+                sweep_forever(
+                    app.state.sessionmaker,
+                    settings.work.sweep_interval_s,
+                    settings.work.alerts_per_hour,
+                )
             )
         try:
             yield
@@ -88,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimit, max_bytes=settings.app.max_body_bytes, exempt_prefixes=("/v1/uploads/",)
     )
     resources = (auth, stores, store_import, campaigns, tasks, reservations, routes, photos)
-    for module in (*resources, results, submissions, uploads, assignments):
+    for module in (*resources, results, submissions, uploads, assignments, alerts):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["operations"], dependencies=[Public])

@@ -361,6 +361,51 @@ class Submission(Base):
     )
 
 
+class AlertArea(Base):
+    """Where a worker passes: new or reopened tasks inside it raise an alert for them."""
+
+    __tablename__ = "alert_area"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    worker_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    # Either a circle (center and radius) or a polygon.
+    center: Mapped[Any | None] = mapped_column(Geography("POINT", srid=4326, spatial_index=False))
+    radius_m: Mapped[int | None] = mapped_column(Integer)
+    polygon: Mapped[Any | None] = mapped_column(
+        Geography("POLYGON", srid=4326, spatial_index=False)
+    )
+    # A longitude/latitude box around the area: what the spatial index matches tasks on,
+    # before the exact test (a circle's radius varies per row, which no index can probe).
+    bounds: Mapped[Any] = mapped_column(Geometry("POLYGON", srid=4326, spatial_index=False))
+    min_hourly_rate_cents: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (
+        CheckConstraint(
+            "(center IS NOT NULL AND radius_m IS NOT NULL AND polygon IS NULL) OR "
+            "(center IS NULL AND radius_m IS NULL AND polygon IS NOT NULL)",
+            name="circle_or_polygon",
+        ),
+        Index("ix_alert_area_bounds", "bounds", postgresql_using="gist"),
+        Index("ix_alert_area_worker_id", "worker_id"),
+    )
+
+
+class Alert(Base):
+    __tablename__ = "alert"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    worker_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (
+        # At most one alert per worker and task, however often the task reopens.
+        UniqueConstraint("worker_id", "task_id", name="uq_alert_worker_task"),
+        Index("ix_alert_worker_id_id", "worker_id", "id"),
+    )
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_event"
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import audit
+from api.alerts import raise_alerts
 from api.deps import CurrentWorker, SessionDep, SettingsDep
 from api.errors import Conflict, NotFound
 from api.models import (
@@ -258,7 +259,9 @@ def require_active(reservation: Reservation) -> None:
         )
 
 
-async def release(session: AsyncSession, *, reservation_id: uuid.UUID, worker: User) -> None:
+async def release(
+    session: AsyncSession, *, reservation_id: uuid.UUID, worker: User, alerts_per_hour: int
+) -> None:
     reservation = await own_reservation(session, reservation_id=reservation_id, worker=worker)
     ended = await session.execute(
         update(Reservation)
@@ -285,6 +288,7 @@ async def release(session: AsyncSession, *, reservation_id: uuid.UUID, worker: U
         .where(Task.id == task_id, Task.status == TaskStatus.reserved)
         .values(status=TaskStatus.open, reserved_until=None, updated_at=func.now())
     )
+    await raise_alerts(session, [task_id], per_hour=alerts_per_hour)
     await audit.record(
         session,
         actor_id=worker.id,
@@ -316,26 +320,30 @@ _SWEEP = text(
         FROM expired
         RETURNING 1
     )
-    SELECT (SELECT count(*) FROM expired), (SELECT count(*) FROM reopened),
+    SELECT (SELECT count(*) FROM expired), (SELECT array_agg(id) FROM reopened),
            (SELECT count(*) FROM ended_tasks)
     """
 )
 
 
-async def sweep(session: AsyncSession) -> tuple[int, int, int]:
+async def sweep(session: AsyncSession, *, alerts_per_hour: int) -> tuple[int, int, int]:
     """Expire overdue reservations, reopen their tasks, expire tasks past their campaign's end.
 
     Reservations already stop blocking the moment they expire; this makes the stored state say
     so too. Returns (reservations expired, tasks reopened, tasks expired)."""
     row = (await session.execute(_SWEEP)).one()
-    return int(row[0]), int(row[1]), int(row[2])
+    reopened = list(row[1] or [])
+    await raise_alerts(session, reopened, per_hour=alerts_per_hour)
+    return int(row[0]), len(reopened), int(row[2])
 
 
-async def sweep_forever(sessionmaker: async_sessionmaker, interval_s: float) -> None:
+async def sweep_forever(
+    sessionmaker: async_sessionmaker, interval_s: float, alerts_per_hour: int
+) -> None:
     while True:
         try:
             async with sessionmaker() as session, session.begin():
-                counts = await sweep(session)
+                counts = await sweep(session, alerts_per_hour=alerts_per_hour)
             if any(counts):
                 log.info(
                     "sweep: %d reservations expired, %d tasks reopened, %d tasks expired", *counts
@@ -391,7 +399,12 @@ async def get_reservation_route(
 
 @router.delete("/v1/reservations/{reservation_id}", status_code=204)
 async def release_route(
-    reservation_id: uuid.UUID, worker: CurrentWorker, session: SessionDep
+    reservation_id: uuid.UUID, worker: CurrentWorker, session: SessionDep, settings: SettingsDep
 ) -> None:
     """Release a reservation: the task is open again at once."""
-    await release(session, reservation_id=reservation_id, worker=worker)
+    await release(
+        session,
+        reservation_id=reservation_id,
+        worker=worker,
+        alerts_per_hour=settings.work.alerts_per_hour,
+    )

@@ -50,6 +50,10 @@ class WorkSettings(BaseSettings):
     route_max_candidates: int = Field(300, ge=1, le=1000)
     route_deadline_s: float = Field(1.0, gt=0, le=10)
     route_reservation_margin_minutes: int = Field(20, ge=0, le=240)
+    # Alerts: areas per worker, alerts per worker and hour, how often the stream looks.
+    alert_areas_max: int = Field(5, ge=1, le=50)
+    alerts_per_hour: int = Field(20, ge=1, le=1000)
+    alerts_poll_s: float = Field(1.0, gt=0, le=30)
 
 
 class StorageSettings(BaseSettings):

@@ -7,6 +7,8 @@ from tests.conftest import alembic_config, database_url, plain_dsn, recreate_dat
 
 SCRATCH = "terrain_test_migrations"
 APP_TABLES = [
+    "alert",
+    "alert_area",
     "audit_event",
     "campaign",
     "organization",

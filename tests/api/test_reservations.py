@@ -120,9 +120,9 @@ async def test_sweep_reopens_expired_tasks_and_ends_finished_campaigns(app, fact
         "UPDATE task SET ends_at = now() - interval '1 second' WHERE id = $1", other_task
     )
     async with app.state.sessionmaker() as session, session.begin():
-        assert await sweep(session) == (1, 1, 1)
+        assert await sweep(session, alerts_per_hour=20) == (1, 1, 1)
     async with app.state.sessionmaker() as session, session.begin():
-        assert await sweep(session) == (0, 0, 0)
+        assert await sweep(session, alerts_per_hour=20) == (0, 0, 0)
     assert await db.fetchval("SELECT status::text FROM task WHERE id = $1", task_id) == "open"
     assert await db.fetchval("SELECT status::text FROM task WHERE id = $1", other_task) == "expired"
     assert await db.fetchval(
