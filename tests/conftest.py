@@ -112,7 +112,15 @@ def live_server(  # a real uvicorn server on a loopback port, sharing the test d
     settings = make_settings(test_database_url, objects, connections=55)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            # Tests pause between rounds to arrange data; a server closing idle connections
+            # meanwhile would race the client reusing them.
+            timeout_keep_alive=300,
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
