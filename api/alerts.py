@@ -26,7 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.deps import CurrentWorker, SessionDep, SettingsDep, lock_worker_row
 from api.errors import Conflict, NotFound
 from api.models import AlertArea, User
-from api.schemas import ERROR_RESPONSES, Body, Latitude, Longitude, PointGeometry
+from api.schemas import (
+    ERROR_RESPONSES,
+    Body,
+    Latitude,
+    Longitude,
+    PointGeometry,
+    valid_polygon,
+)
 from api.settings import Settings
 
 router = APIRouter(tags=["alerts"], responses=ERROR_RESPONSES)
@@ -48,21 +55,13 @@ class AlertAreaIn(Body):
     @field_validator("polygon")
     @classmethod
     def _small_valid_polygon(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        if value.get("type") != "Polygon":
-            raise ValueError("polygon must be a GeoJSON Polygon")
-        try:
-            geometry = shape(value)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            raise ValueError(f"unreadable polygon: {exc}") from exc
-        if geometry.is_empty or not geometry.is_valid:
-            raise ValueError("polygon is empty or self-intersecting")
-        minx, miny, maxx, maxy = geometry.bounds
-        if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
-            raise ValueError("polygon coordinates are out of range")
-        if maxx - minx > 0.5 or maxy - miny > 0.5:
-            raise ValueError("an alert area spans at most about 50 km")
+        if value is not None:
+            valid_polygon(
+                value,
+                name="polygon",
+                max_span_degrees=0.5,
+                too_large="an alert area spans at most about 50 km",
+            )
         return value
 
     @model_validator(mode="after")

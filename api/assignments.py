@@ -28,7 +28,7 @@ from api.reservations import (
 )
 from api.schemas import ERROR_RESPONSES, Body, Latitude, Longitude
 from api.settings import Settings
-from api.tasks import nearest_open_tasks
+from api.tasks import AVAILABLE_SQL, nearest_open_tasks
 from geo.travel import DEFAULT_SPEEDS_KMH
 
 router = APIRouter(tags=["assignments"], responses=ERROR_RESPONSES)
@@ -78,11 +78,10 @@ def hourly_rate(reward_cents: int, onsite_minutes: float, travel_minutes: float)
 
 
 _PICK = text(
-    """
+    f"""
     SELECT t.id FROM task t
     WHERE t.id = ANY(CAST(:ids AS uuid[]))
-      AND (t.status = 'open' OR (t.status = 'reserved' AND t.reserved_until <= now()))
-      AND t.starts_at <= now() AND t.ends_at > now()
+      AND {AVAILABLE_SQL}
       AND NOT EXISTS (SELECT 1 FROM submission s WHERE s.task_id = t.id AND s.worker_id = :worker)
     ORDER BY array_position(CAST(:ids AS uuid[]), t.id)
     LIMIT 1

@@ -111,9 +111,9 @@ async def create_user(
         organization_id=organization_id,
     )
     session.add(user)
+    # No savepoint: a constraint violation ends the request, whose transaction is rolled back.
     try:
-        async with session.begin_nested():
-            await session.flush()
+        await session.flush()
     except IntegrityError as exc:  # two registrations racing for one e-mail
         raise Conflict("An account with this e-mail already exists.", code="email_taken") from exc
     return user
@@ -129,8 +129,7 @@ async def register(session: AsyncSession, form: Registration) -> User:
         )
         session.add(organization)
         try:
-            async with session.begin_nested():
-                await session.flush()
+            await session.flush()
         except IntegrityError as exc:
             raise Conflict(
                 "An organization with this name exists; ask a colleague for its join code.",

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
-from shapely.geometry import shape
 from sqlalchemy import String, case, cast, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,7 +17,7 @@ from api.alerts import raise_alerts
 from api.deps import CurrentClient, SessionDep, SettingsDep
 from api.errors import Invalid, NotFound
 from api.models import Campaign, CampaignStatus, Store, Task, TaskStatus, User
-from api.schemas import ERROR_RESPONSES, Body
+from api.schemas import ERROR_RESPONSES, Body, valid_polygon
 from api.settings import WorkSettings
 from api.stores import bbox_filter, parse_bbox
 
@@ -49,19 +48,8 @@ class Target(Body):
     @field_validator("polygon")
     @classmethod
     def _valid_polygon(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        if value.get("type") not in ("Polygon", "MultiPolygon"):
-            raise ValueError("polygon must be a GeoJSON Polygon or MultiPolygon")
-        try:
-            geometry = shape(value)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            raise ValueError(f"unreadable polygon: {exc}") from exc
-        if geometry.is_empty or not geometry.is_valid:
-            raise ValueError("polygon is empty or self-intersecting")
-        minx, miny, maxx, maxy = geometry.bounds
-        if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
-            raise ValueError("polygon coordinates are out of range")
+        if value is not None:
+            valid_polygon(value, name="polygon", types=("Polygon", "MultiPolygon"))
         return value
 
 

@@ -356,7 +356,9 @@ async def complete_upload(
     photo.state = PhotoState.completed
     photo.completed_at = now
     photo.width, photo.height = facts.width, facts.height
+    exif_point = None
     if facts.latitude is not None and facts.longitude is not None:
+        exif_point = (facts.latitude, facts.longitude)
         photo.exif_location = f"SRID=4326;POINT({facts.longitude!r} {facts.latitude!r})"
     photo.exif_accuracy_m = facts.gps_accuracy_m
     photo.captured_at = capture_time_utc(facts, context)
@@ -365,8 +367,7 @@ async def complete_upload(
     photo.phash_bands = phash_bands(facts.phash)
     photo.checks = [check.as_json() for check in checks]
     await session.flush()
-    await session.refresh(photo)
-    return photo_out(photo, await _exif_point(session, photo))
+    return photo_out(photo, exif_point)
 
 
 @router.post("/v1/reservations/{reservation_id}/photos", status_code=201)

@@ -177,9 +177,9 @@ async def reserve(
         expires_at=reserved_until,
     )
     session.add(reservation)
+    # No savepoint: a constraint violation ends the request, whose transaction is rolled back.
     try:
-        async with session.begin_nested():
-            await session.flush()
+        await session.flush()
     except IntegrityError as exc:  # unreachable while the UPDATE above holds; kept as a referee
         raise Conflict("Another worker holds this task.", code="task_taken") from exc
     await session.refresh(reservation)

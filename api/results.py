@@ -151,11 +151,12 @@ async def sanitized_photo_link(
             Task.campaign_id == campaign.id,
             Submission.verdict.in_(VISIBLE_VERDICTS),
         )
-        .with_for_update(of=Photo)
     )
     if photo is None:
         raise NotFound("No such photo in this campaign's results.", code="photo_not_found")
     if photo.sanitized_key is None:
+        # Made on first demand, under a key derived from the photo: two first requests at once
+        # write the same bytes to the same key, so no lock is needed (this GET runs unlocked).
         original = await store.read(photo.object_key, max_bytes=photo.size_bytes)
         limit = settings.storage.max_photo_bytes
         copy = await to_thread.run_sync(lambda: sanitize(original, max_bytes=limit))

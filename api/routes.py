@@ -23,7 +23,7 @@ from api.models import Reservation, ReservationState, User
 from api.reservations import active_reservation_count, expire_stale_reservations_of, lock_worker
 from api.schemas import ERROR_RESPONSES, Body, Latitude, Longitude, PointGeometry
 from api.settings import Settings
-from api.tasks import estimated_hourly_rate_cents, nearest_open_tasks
+from api.tasks import AVAILABLE_SQL, estimated_hourly_rate_cents, nearest_open_tasks
 from geo.distance import great_circle_m
 from geo.opening_hours import parse_opening_hours
 from geo.routing import InfeasibleRouteError, Problem, Route, Visit, check_route, solve
@@ -293,9 +293,10 @@ async def suggest(session: AsyncSession, body: RouteRequest, settings: Settings)
 
 
 _LOCK_TASKS = text(
-    """
-    SELECT t.id AS task_id, t.status::text AS status, t.reserved_until, t.starts_at, t.ends_at,
-           c.status::text AS campaign_status, c.onsite_minutes, c.reservation_minutes,
+    f"""
+    SELECT t.id AS task_id, t.ends_at, now() AS now,
+           ({AVAILABLE_SQL} AND c.status = 'active') AS available,
+           c.onsite_minutes, c.reservation_minutes,
            s.opening_hours, s.timezone, ST_Y(s.location::geometry) AS lat,
            ST_X(s.location::geometry) AS lon, t.reward_cents, t.ends_at AS available_until
     FROM task t
@@ -306,13 +307,6 @@ _LOCK_TASKS = text(
     FOR UPDATE OF t
     """
 )
-
-
-def _available(row: Any, now: datetime) -> bool:
-    open_now = row.status == "open" or (
-        row.status == "reserved" and row.reserved_until is not None and row.reserved_until <= now
-    )
-    return open_now and row.campaign_status == "active" and row.starts_at <= now < row.ends_at
 
 
 async def reserve_route(
@@ -347,17 +341,17 @@ async def reserve_route(
             cap=cap,
             held=held,
         )
-    now = (await session.execute(select(func.now()))).scalar_one()
     rows = {
         r.task_id: r for r in (await session.execute(_LOCK_TASKS, {"ids": body.task_ids})).all()
     }
-    unavailable = [t for t in body.task_ids if t not in rows or not _available(rows[t], now)]
+    unavailable = [t for t in body.task_ids if t not in rows or not rows[t].available]
     if unavailable:
         raise Conflict(
             "Some tasks of this route are no longer available; plan again without them.",
             code="tasks_taken",
             task_ids=[str(t) for t in unavailable],
         )
+    now = rows[body.task_ids[0]].now
     # Hold each task until the planned departure from its stop plus a margin, following the
     # route in the given order.
     model = travel_model(body.mode, body.speed_kmh)

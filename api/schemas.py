@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
 
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
@@ -32,6 +34,34 @@ def _holds_nul(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return any(_holds_nul(v) for v in value)
     return False
+
+
+def valid_polygon(
+    value: dict[str, Any],
+    *,
+    name: str,
+    types: tuple[str, ...] = ("Polygon",),
+    max_span_degrees: float | None = None,
+    too_large: str = "",
+) -> BaseGeometry:
+    """A GeoJSON (Multi)Polygon read with shapely, or a ValueError saying what is wrong with it.
+
+    For field validators: empty, self-intersecting, out-of-range and (with ``max_span_degrees``)
+    too large shapes are refused with a message naming the field."""
+    if value.get("type") not in types:
+        raise ValueError(f"{name} must be a GeoJSON {' or '.join(types)}")
+    try:
+        geometry = shape(value)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise ValueError(f"{name} is not a readable polygon: {exc}") from exc
+    if geometry.is_empty or not geometry.is_valid:
+        raise ValueError(f"{name} is empty or self-intersecting")
+    minx, miny, maxx, maxy = geometry.bounds
+    if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
+        raise ValueError(f"{name} coordinates are out of range")
+    if max_span_degrees is not None and max(maxx - minx, maxy - miny) > max_span_degrees:
+        raise ValueError(too_large or f"{name} is too large")
+    return geometry
 
 
 class Out(BaseModel):

@@ -200,8 +200,7 @@ async def import_stores(
         raise ImportRejected(errors, unit)
     rows = [store_row_values(client.organization_id, store) for _, store in stores]
     try:
-        async with session.begin_nested():
-            ids = list(await session.scalars(insert(Store).returning(Store.id), rows))
+        ids = list(await session.scalars(insert(Store).returning(Store.id), rows))
     except IntegrityError as exc:  # a concurrent import took one of the refs
         raise Conflict(
             "Another import added some of these stores meanwhile; nothing was imported.",

@@ -27,6 +27,7 @@ from api.schemas import (
     Latitude,
     Longitude,
     PointGeometry,
+    valid_polygon,
 )
 from geo.opening_hours import OpeningHoursError, parse_opening_hours
 
@@ -76,21 +77,13 @@ class StoreIn(Body):
     @field_validator("footprint")
     @classmethod
     def _valid_polygon(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        if value.get("type") != "Polygon":
-            raise ValueError("footprint must be a GeoJSON Polygon")
-        try:
-            polygon = shape(value)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            raise ValueError(f"footprint is not a readable polygon: {exc}") from exc
-        if polygon.is_empty or not polygon.is_valid:
-            raise ValueError("footprint polygon is empty or self-intersecting")
-        minx, miny, maxx, maxy = polygon.bounds
-        if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
-            raise ValueError("footprint coordinates are out of range")
-        if maxx - minx > 0.05 or maxy - miny > 0.05:
-            raise ValueError("footprint is larger than a building (over ~5 km across)")
+        if value is not None:
+            valid_polygon(
+                value,
+                name="footprint",
+                max_span_degrees=0.05,
+                too_large="footprint is larger than a building (over ~5 km across)",
+            )
         return value
 
     @model_validator(mode="after")

@@ -143,7 +143,9 @@ _DETAIL_JOINS = """
     JOIN store s ON s.id = t.store_id
 """
 
-_AVAILABLE = """
+# A task ``t`` anyone may take now: open, or reserved past its expiry, within its dates. The
+# one SQL spelling of availability for nearby, assignments and route reservations.
+AVAILABLE_SQL = """
       t.status IN ('open', 'reserved')
       AND (t.status = 'open' OR t.reserved_until <= now())
       AND t.starts_at <= now() AND t.ends_at > now()"""
@@ -169,7 +171,7 @@ _CANDIDATES_PLANAR = text(
     f"""{_CANDIDATE_COLUMNS}
            t.mercator <-> ST_MakePoint(:mx, :my) AS reach
     FROM task t
-    WHERE {_AVAILABLE}
+    WHERE {AVAILABLE_SQL}
       AND t.mercator IS NOT NULL
       AND t.mercator && ST_MakeEnvelope(:mx - :b, :my - :b, :mx + :b, :my + :b)
     ORDER BY t.mercator <-> ST_MakePoint(:mx, :my)
@@ -182,7 +184,7 @@ _CANDIDATES_SPHERE = text(
     f"""{_CANDIDATE_COLUMNS}
            t.unit_vector <<->> ST_MakePoint(:x, :y, :z) AS reach
     FROM task t
-    WHERE {_AVAILABLE}
+    WHERE {AVAILABLE_SQL}
       AND t.unit_vector &&& ST_MakeLine(
             ST_MakePoint(:x - :c, :y - :c, :z - :c), ST_MakePoint(:x + :c, :y + :c, :z + :c))
     ORDER BY t.unit_vector <<->> ST_MakePoint(:x, :y, :z)

@@ -227,7 +227,9 @@ class LocalObjectStore:
                 raise UploadRefused(
                     "checksum_mismatch", "The body's SHA-256 is not the one granted."
                 )
-            await anyio.to_thread.run_sync(_commit, file, temp, path, grant.content_type)
+            await anyio.to_thread.run_sync(
+                _commit, file, temp, path, grant.content_type, grant.sha256_hex
+            )
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(_discard, file, temp)
@@ -386,12 +388,14 @@ def _discard(file: IO[bytes], temp: Path) -> None:
     temp.unlink(missing_ok=True)
 
 
-def _commit(file: IO[bytes], temp: Path, path: Path, content_type: str) -> None:
+def _commit(file: IO[bytes], temp: Path, path: Path, content_type: str, sha256_hex: str) -> None:
     file.flush()
     os.fsync(file.fileno())
     file.close()
-    # The metadata first: a visible object always has its content type.
-    _write_atomically(_meta_path(path), json.dumps({"content_type": content_type}).encode())
+    # The metadata first: a visible object always has its content type and its digest, which
+    # was computed while the bytes were written (no second pass over the file for a HEAD).
+    meta = {"content_type": content_type, "sha256": sha256_hex}
+    _write_atomically(_meta_path(path), json.dumps(meta).encode())
     os.replace(temp, path)
     _fsync_folder(path.parent)
 
@@ -421,7 +425,7 @@ def _put(path: Path, data: bytes, content_type: str) -> None:
     file, temp = _open_temp(path)
     try:
         file.write(data)
-        _commit(file, temp, path, content_type)
+        _commit(file, temp, path, content_type, sha256(data).hexdigest())
     except BaseException:
         _discard(file, temp)
         raise
@@ -455,26 +459,18 @@ _NOT_A_FILE = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 def _head(key: str, path: Path) -> StoredObject | None:
     try:
-        file = path.open("rb")
+        size = path.stat().st_size
     except _NOT_A_FILE:
         return None
-    with file:
-        # Size and digest of the same file, even if the key is replaced meanwhile.
-        size = os.fstat(file.fileno()).st_size
-        digest = sha256()
-        remaining = size
-        while remaining > 0:
-            chunk = file.read(min(remaining, WRITE_BUFFER_BYTES))
-            if not chunk:
-                break
-            digest.update(chunk)
-            remaining -= len(chunk)
-    content_type = _read_meta(path).get("content_type")
+    if not path.is_file():
+        return None
+    meta = _read_meta(path)
+    content_type, digest = meta.get("content_type"), meta.get("sha256")
     return StoredObject(
         key=key,
-        size=size - remaining,
+        size=size,
         content_type=content_type if isinstance(content_type, str) else None,
-        sha256_hex=digest.hexdigest(),
+        sha256_hex=digest if isinstance(digest, str) else None,
     )
 
 

@@ -7,7 +7,6 @@ on that small grayscale copy, so their cost barely depends on the camera's resol
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -73,7 +72,6 @@ class PhotoFacts:
     """
 
     format: PhotoFormat
-    sha256: str
     width: int
     height: int
     latitude: float | None
@@ -112,7 +110,6 @@ def read_photo(
             raise UnreadablePhoto("corrupt_image", "The photo is damaged or incomplete.") from error
     return PhotoFacts(
         format=photo_format,
-        sha256=hashlib.sha256(data).hexdigest(),
         width=width,
         height=height,
         latitude=exif.latitude,

@@ -9,6 +9,7 @@ as a missing/invalid field with a message, never an exception.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -73,10 +74,11 @@ def expected_datetime_original_problem(entry: dict[str, Any]) -> str | None:
 
 @pytest.mark.parametrize("entry", corpus_entries())
 def test_corpus_photo_matches_manifest(entry: dict[str, Any]) -> None:
-    facts = read_photo((CORPUS / entry["file"]).read_bytes())
+    data = (CORPUS / entry["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == entry["sha256"]  # the file the manifest describes
+    facts = read_photo(data)
 
     assert facts.format == entry["file_type"].lower()
-    assert facts.sha256 == entry["sha256"]
     width, height = entry["image_width"], entry["image_height"]
     if entry["orientation"] in (5, 6, 7, 8):
         width, height = height, width
