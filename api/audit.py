@@ -19,9 +19,23 @@ async def record(
     action: str,
     object_type: str,
     object_id: uuid.UUID,
+    subject_id: uuid.UUID | None = None,
     **data: Any,
 ) -> None:
-    await record_many(session, [(actor_id, action, object_type, object_id, data)])
+    """``subject_id``: the worker whose money or access this concerns, who may read it."""
+    await session.execute(
+        insert(AuditEvent),
+        [
+            {
+                "actor_id": actor_id,
+                "subject_id": subject_id,
+                "action": action,
+                "object_type": object_type,
+                "object_id": object_id,
+                "data": data,
+            }
+        ],
+    )
 
 
 async def record_many(

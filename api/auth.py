@@ -14,11 +14,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import CurrentUser, Public, SessionDep, SettingsDep
-from api.errors import Conflict, Forbidden, Invalid, NotAuthenticated
+from api.deps import Public, SessionDep, SettingsDep, UserEvenSuspended
+from api.errors import Conflict, Invalid, NotAuthenticated
 from api.models import Organization, Role, User
 from api.schemas import ERROR_RESPONSES, Body, Out
 from api.security import hash_password, issue_token, verify_password
+from api.suspensions import SuspensionOut, latest_suspension, suspension_out
 
 router = APIRouter(tags=["accounts"], responses=ERROR_RESPONSES)
 
@@ -68,6 +69,9 @@ class UserOut(Out):
     display_name: str
     role: Role
     organization: OwnOrganizationOut | None = None
+    suspension: SuspensionOut | None = Field(
+        None, description="The suspension in force or last lifted, with its reason and appeal"
+    )
 
 
 class TokenOut(Out):
@@ -80,12 +84,14 @@ async def user_out(session: AsyncSession, user: User) -> UserOut:
     organization = (
         await session.get(Organization, user.organization_id) if user.organization_id else None
     )
+    suspension = await latest_suspension(session, user.id) if user.role == Role.worker else None
     return UserOut(
         id=user.id,
         email=user.email,
         display_name=user.display_name,
         role=user.role,
         organization=OwnOrganizationOut.model_validate(organization) if organization else None,
+        suspension=suspension_out(suspension) if suspension else None,
     )
 
 
@@ -159,10 +165,9 @@ async def authenticate(session: AsyncSession, *, email: str, password: str) -> U
     valid = await to_thread.run_sync(
         verify_password, password, user.password_hash if user else None
     )
-    if user is None or not valid:
+    if user is None or not valid or user.deleted_at is not None:
         raise NotAuthenticated("Wrong e-mail or password.", code="invalid_credentials")
-    if user.suspended_at is not None:
-        raise Forbidden("This account is suspended.", code="account_suspended")
+    # A suspended account still signs in: to read why, appeal, and reach what it earned.
     return user
 
 
@@ -189,5 +194,5 @@ async def token_route(
 
 
 @router.get("/v1/me")
-async def me_route(user: CurrentUser, session: SessionDep) -> UserOut:
+async def me_route(user: UserEvenSuspended, session: SessionDep) -> UserOut:
     return await user_out(session, user)

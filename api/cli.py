@@ -36,16 +36,12 @@ async def _create_user(args: argparse.Namespace) -> None:
 
 
 async def _sweep(args: argparse.Namespace) -> None:
-    from api.reservations import sweep
+    from api.housekeeping import sweep_once
 
     settings = Settings()
     engine = make_engine(settings.db)
     try:
-        async with make_sessionmaker(engine)() as session, session.begin():
-            expired, reopened, ended = await sweep(
-                session, alerts_per_hour=settings.work.alerts_per_hour
-            )
-        print(f"{expired} reservations expired, {reopened} tasks reopened, {ended} tasks expired")
+        print(await sweep_once(make_sessionmaker(engine), settings))
     finally:
         await engine.dispose()
 
@@ -72,7 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--password", help="prompted for when omitted")
     create.set_defaults(run=_create_user)
 
-    sweep = commands.add_parser("sweep", help="expire overdue reservations now")
+    sweep = commands.add_parser(
+        "sweep", help="run the housekeeping sweep now (expiry, auto-approval, retention)"
+    )
     sweep.set_defaults(run=_sweep)
 
     seed = commands.add_parser("seed-demo", help="load the demo data (idempotent)")

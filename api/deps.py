@@ -69,10 +69,8 @@ async def _signed_in_user(
         raise NotAuthenticated("This route needs a bearer token (POST /v1/auth/token).")
     user_id = read_token(token, settings.auth)
     user = await load_user(session, user_id) if user_id else None
-    if user is None:
+    if user is None or user.deleted_at is not None:
         raise NotAuthenticated("The bearer token is invalid or expired.", code="invalid_token")
-    if user.suspended_at is not None:
-        raise Forbidden("This account is suspended.", code="account_suspended")
     return user
 
 
@@ -106,13 +104,20 @@ async def lock_worker_row(session: AsyncSession, user_id: uuid.UUID) -> None:
 AccessRule = Callable[..., Coroutine[Any, Any, User]]
 
 
-def allow(*roles: Role) -> AccessRule:
+def allow(*roles: Role, even_suspended: bool = False) -> AccessRule:
+    """Only these roles. A suspended account is refused too, except on the routes that let it
+    see why, contest it, and keep what it earned (``even_suspended``)."""
     allowed = frozenset(roles)
 
     async def access_rule(user: Annotated[User, Depends(_signed_in_user)]) -> User:
         if user.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
             raise Forbidden(f"This route is for: {names}.", code="role_not_allowed")
+        if user.suspended_at is not None and not even_suspended:
+            raise Forbidden(
+                "This account is suspended: GET /v1/me says why and how to appeal.",
+                code="account_suspended",
+            )
         return user
 
     access_rule.allowed_roles = allowed  # type: ignore[attr-defined]
@@ -131,3 +136,5 @@ CurrentWorker = Annotated[User, Depends(allow(Role.worker))]
 CurrentClient = Annotated[User, Depends(allow(Role.client))]
 CurrentReviewer = Annotated[User, Depends(allow(Role.reviewer, Role.admin))]
 CurrentAdmin = Annotated[User, Depends(allow(Role.admin))]
+UserEvenSuspended = Annotated[User, Depends(allow(*Role, even_suspended=True))]
+WorkerEvenSuspended = Annotated[User, Depends(allow(Role.worker, even_suspended=True))]

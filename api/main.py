@@ -15,22 +15,29 @@ from api import (
     assignments,
     auth,
     campaigns,
+    contests,
+    earnings,
+    me,
     photos,
+    reason_codes,
     reservations,
     results,
+    reviews,
     routes,
     store_import,
     stores,
     submissions,
+    suspensions,
+    task_reports,
     tasks,
     uploads,
 )
 from api.db import make_engine, make_sessionmaker
 from api.deps import Public
 from api.errors import install_error_handlers
+from api.housekeeping import sweep_forever
 from api.limits import BodySizeLimit
 from api.object_store import build_object_store
-from api.reservations import sweep_forever
 from api.settings import Settings
 
 log = logging.getLogger("terrain")
@@ -63,13 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         sweeper = None
         if settings.app.run_sweeper:
-            sweeper = asyncio.create_task(
-                sweep_forever(
-                    app.state.sessionmaker,
-                    settings.work.sweep_interval_s,
-                    settings.work.alerts_per_hour,
-                )
-            )
+            sweeper = asyncio.create_task(sweep_forever(app.state.sessionmaker, settings))
         try:
             yield
         finally:
@@ -93,7 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimit, max_bytes=settings.app.max_body_bytes, exempt_prefixes=("/v1/uploads/",)
     )
     resources = (auth, stores, store_import, campaigns, tasks, reservations, routes, photos)
-    for module in (*resources, results, submissions, uploads, assignments, alerts):
+    settling = (reviews, contests, earnings, reason_codes, suspensions, task_reports, me)
+    for module in (*resources, results, submissions, uploads, assignments, alerts, *settling):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["operations"], dependencies=[Public])

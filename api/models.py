@@ -17,6 +17,7 @@ from sqlalchemy import (
     Enum,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     String,
@@ -52,6 +53,9 @@ class TaskStatus(enum.StrEnum):
     rejected = "rejected"
     expired = "expired"
     cancelled = "cancelled"
+    # Reported by enough workers as misleading or unethical: out of everyone's sight until an
+    # admin restores or removes it.
+    hidden = "hidden"
 
 
 class ReservationState(enum.StrEnum):
@@ -98,6 +102,9 @@ class User(Base):
         ForeignKey("organization.id", ondelete="RESTRICT"), index=True
     )
     suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when the account was erased at its owner's request: personal data is gone, the row
+    # stays so the ledger entries the law requires keep their (anonymous) payee.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
 
     __table_args__ = (
@@ -333,6 +340,17 @@ class Photo(Base):
     )
 
 
+class SubmissionStatus(enum.StrEnum):
+    """Where a submission stands; only ``approved`` earns (see LedgerEntry)."""
+
+    pending_acceptance = "pending_acceptance"  # checks passed; the client may still dispute
+    needs_review = "needs_review"  # a reviewer looks
+    approved = "approved"
+    rejected = "rejected"  # with a reason code and the evidence; the worker may appeal
+    disputed = "disputed"  # the client contests it; a reviewer decides
+    appealed = "appealed"  # the worker contests a rejection; another reviewer decides
+
+
 class Submission(Base):
     __tablename__ = "submission"
 
@@ -346,19 +364,212 @@ class Submission(Base):
     worker_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="RESTRICT"))
     idempotency_key: Mapped[str] = mapped_column(String(200))
     request_hash: Mapped[str] = mapped_column(String(64))
-    device_location: Mapped[Any] = mapped_column(Geography("POINT", srid=4326, spatial_index=False))
+    # Purged after the retention period (and on account erasure); the checks keep what was
+    # measured from it.
+    device_location: Mapped[Any | None] = mapped_column(
+        Geography("POINT", srid=4326, spatial_index=False)
+    )
     device_accuracy_m: Mapped[float] = mapped_column(Float)
     device_fixed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     device_is_mock: Mapped[bool] = mapped_column(Boolean)
     report: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     verdict: Mapped[Verdict] = mapped_column(_enum(Verdict, "verdict"))
     created_at: Mapped[datetime] = _created_at()
+    # The decision so far: who (None: the checks or the auto-approval), why, when.
+    status: Mapped[SubmissionStatus] = mapped_column(_enum(SubmissionStatus, "submission_status"))
+    reason_code: Mapped[str | None] = mapped_column(String(64))
+    decision_comment: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user.id", ondelete="RESTRICT"))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A reviewer claims an item before deciding it; the claim lapses by itself.
+    claimed_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    claim_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         UniqueConstraint("worker_id", "idempotency_key", name="uq_submission_worker_key"),
         Index("ix_submission_worker_id_created_at", "worker_id", "created_at"),
         Index("ix_submission_task_id", "task_id"),
+        Index(
+            "ix_submission_undecided_created_at",
+            "created_at",
+            postgresql_where=text("status IN ('pending_acceptance', 'needs_review')"),
+        ),
+        CheckConstraint(
+            "status <> 'rejected' OR reason_code IS NOT NULL", name="rejection_has_reason"
+        ),
+        CheckConstraint(
+            "(claimed_by IS NULL) = (claim_expires_at IS NULL)", name="claim_has_deadline"
+        ),
     )
+
+
+class Appeal(Base):
+    """A worker contesting a rejection: once per submission, decided by someone else."""
+
+    __tablename__ = "appeal"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    submission_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("submission.id", ondelete="RESTRICT"), unique=True
+    )
+    worker_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="RESTRICT"))
+    message: Mapped[str] = mapped_column(Text)
+    # Who rejected (None: the automatic checks); the database refuses them as the decider.
+    rejected_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user.id"))
+    created_at: Mapped[datetime] = _created_at()
+    outcome: Mapped[str | None] = mapped_column(String(16))  # reversed | upheld
+    reason_code: Mapped[str | None] = mapped_column(String(64))
+    comment: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(
+            "decided_by IS NULL OR decided_by IS DISTINCT FROM rejected_by",
+            name="decided_by_someone_else",
+        ),
+        CheckConstraint("outcome IN ('reversed', 'upheld')", name="outcome_known"),
+        CheckConstraint("(outcome IS NULL) = (decided_at IS NULL)", name="decided_has_time"),
+    )
+
+
+class Dispute(Base):
+    """A client contesting accepted work within the acceptance window; a reviewer decides."""
+
+    __tablename__ = "dispute"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    submission_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("submission.id", ondelete="RESTRICT"), unique=True
+    )
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="RESTRICT"))
+    reason_code: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    outcome: Mapped[str | None] = mapped_column(String(16))  # upheld | dismissed
+    comment: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("outcome IN ('upheld', 'dismissed')", name="outcome_known"),
+        CheckConstraint("(outcome IS NULL) = (decided_at IS NULL)", name="decided_has_time"),
+    )
+
+
+class PayoutBatch(Base):
+    __tablename__ = "payout_batch"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class LedgerEntry(Base):
+    """Money owed to a worker: appended, never updated or deleted (a trigger refuses both).
+
+    Entries of one submission form a chain numbered 1, 2, 3...: odd entries earn, even ones
+    reverse the one before, and each entry after the first must follow an existing one. So a
+    submission's net credit is its reward or nothing, however decisions race.
+    """
+
+    __tablename__ = "ledger_entry"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    worker_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="RESTRICT"))
+    kind: Mapped[str] = mapped_column(String(16))  # earned | reversed | payout
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    submission_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("submission.id", ondelete="RESTRICT")
+    )
+    seq: Mapped[int | None] = mapped_column(Integer)
+    prev_seq: Mapped[int | None] = mapped_column(
+        Integer, Computed("CASE WHEN seq > 1 THEN seq - 1 END", persisted=True)
+    )
+    payout_batch_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("payout_batch.id", ondelete="RESTRICT")
+    )
+    # Earnings become available for payout once the client can no longer dispute them.
+    available_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (
+        UniqueConstraint("submission_id", "seq", name="uq_ledger_entry_submission_seq"),
+        UniqueConstraint(
+            "payout_batch_id", "worker_id", "currency", name="uq_ledger_entry_batch_worker"
+        ),
+        ForeignKeyConstraint(
+            ["submission_id", "prev_seq"],
+            ["ledger_entry.submission_id", "ledger_entry.seq"],
+            name="fk_ledger_entry_follows_previous",
+        ),
+        Index("ix_ledger_entry_worker_id_id", "worker_id", "id"),
+        CheckConstraint("kind IN ('earned', 'reversed', 'payout')", name="kind_known"),
+        CheckConstraint(
+            "(kind = 'payout') = (submission_id IS NULL AND seq IS NULL) AND "
+            "(kind = 'payout') = (payout_batch_id IS NOT NULL)",
+            name="payout_or_submission",
+        ),
+        CheckConstraint("kind = 'payout' OR (kind = 'earned') = (seq % 2 = 1)", name="alternates"),
+        CheckConstraint("(kind = 'earned') = (amount_cents > 0)", name="sign_by_kind"),
+        CheckConstraint("amount_cents <> 0", name="amount_nonzero"),
+    )
+
+
+class Suspension(Base):
+    """An admin's suspension of a worker, with its reason; appealable once, to another admin."""
+
+    __tablename__ = "suspension"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="RESTRICT"))
+    reason_code: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    suspended_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id"))
+    created_at: Mapped[datetime] = _created_at()
+    lifted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    appeal_message: Mapped[str | None] = mapped_column(Text)
+    appealed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    appeal_outcome: Mapped[str | None] = mapped_column(String(16))  # lifted | upheld
+    appeal_comment: Mapped[str | None] = mapped_column(Text)
+    appeal_decided_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user.id"))
+    appeal_decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_suspension_user_id_created_at", "user_id", "created_at"),
+        # At most one suspension in force per user.
+        Index(
+            "uq_suspension_in_force",
+            "user_id",
+            unique=True,
+            postgresql_where=text("lifted_at IS NULL"),
+        ),
+        CheckConstraint(
+            "appeal_decided_by IS NULL OR appeal_decided_by <> suspended_by",
+            name="appeal_decided_by_someone_else",
+        ),
+        CheckConstraint("appeal_outcome IN ('lifted', 'upheld')", name="appeal_outcome_known"),
+        CheckConstraint(
+            "appeal_outcome IS NULL OR appealed_at IS NOT NULL", name="decided_after_appeal"
+        ),
+    )
+
+
+class TaskReport(Base):
+    """A worker flagging a task as misleading or unethical: one report per worker and task."""
+
+    __tablename__ = "task_report"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"))
+    worker_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    reason_code: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (UniqueConstraint("task_id", "worker_id", name="uq_task_report_task_worker"),)
 
 
 class AlertArea(Base):
@@ -412,9 +623,14 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = _created_at()
     actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    # The worker whose money or access the event concerns: they can read it.
+    subject_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     action: Mapped[str] = mapped_column(String(64))
     object_type: Mapped[str] = mapped_column(String(32))
     object_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
 
-    __table_args__ = (Index("ix_audit_event_object", "object_type", "object_id", "at"),)
+    __table_args__ = (
+        Index("ix_audit_event_object", "object_type", "object_id", "at"),
+        Index("ix_audit_event_subject_id_id", "subject_id", "id"),
+    )

@@ -9,7 +9,6 @@ re-check the condition after the winner commits, so exactly one wins. The partia
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import audit
 from api.alerts import raise_alerts
@@ -335,24 +334,6 @@ async def sweep(session: AsyncSession, *, alerts_per_hour: int) -> tuple[int, in
     reopened = list(row[1] or [])
     await raise_alerts(session, reopened, per_hour=alerts_per_hour)
     return int(row[0]), len(reopened), int(row[2])
-
-
-async def sweep_forever(
-    sessionmaker: async_sessionmaker, interval_s: float, alerts_per_hour: int
-) -> None:
-    while True:
-        try:
-            async with sessionmaker() as session, session.begin():
-                counts = await sweep(session, alerts_per_hour=alerts_per_hour)
-            if any(counts):
-                log.info(
-                    "sweep: %d reservations expired, %d tasks reopened, %d tasks expired", *counts
-                )
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the database may be restarting; try again next round
-            log.exception("reservation sweep failed")
-        await asyncio.sleep(interval_s)
 
 
 @router.post("/v1/tasks/{task_id}/reservations", status_code=201)

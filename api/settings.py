@@ -56,6 +56,27 @@ class WorkSettings(BaseSettings):
     alerts_poll_s: float = Field(1.0, gt=0, le=30)
 
 
+class ReviewSettings(BaseSettings):
+    """The promises to workers: how long anything may wait, and what may be contested when."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRAIN_REVIEW_")
+
+    # The client may dispute accepted work this long after submission; earnings become
+    # available for payout when it closes.
+    acceptance_window_hours: int = Field(72, ge=1, le=24 * 30)
+    # Anything undecided this long after submission is approved automatically.
+    auto_approval_hours: int = Field(72, ge=1, le=24 * 30)
+    # An appeal or a dispute undecided this long is settled in the worker's favour.
+    decision_hours: int = Field(72, ge=1, le=24 * 30)
+    appeal_window_days: int = Field(14, ge=1, le=365)
+    claim_minutes: int = Field(15, ge=1, le=240)
+    # Independent reports that hide a task until an admin decides.
+    task_report_threshold: int = Field(3, ge=1, le=100)
+    # Device and photo positions are erased after this many days (the checks keep the
+    # distances measured from them).
+    position_retention_days: int = Field(90, ge=1, le=3650)
+
+
 class StorageSettings(BaseSettings):
     """Where photos go: an S3 API (AWS, MinIO, ...) or the local filesystem (the default)."""
 
@@ -116,6 +137,7 @@ class Settings(BaseSettings):
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     work: WorkSettings = Field(default_factory=WorkSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     checks: CheckSettings = Field(default_factory=CheckSettings)
 

@@ -22,24 +22,30 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import audit
-from api.deps import CurrentWorker, SessionDep, SettingsDep
+from api.deps import CurrentWorker, SessionDep, SettingsDep, WorkerEvenSuspended
 from api.errors import Conflict, Invalid, NotFound
 from api.models import (
+    Appeal,
     Campaign,
+    Dispute,
     Photo,
     PhotoState,
     ReservationState,
+    Role,
     Store,
     Submission,
+    SubmissionStatus,
     Task,
     TaskStatus,
     User,
     Verdict,
 )
 from api.photos import CheckOut
+from api.reason_codes import FAILED_CHECKS, describe
 from api.reservations import lock_own_reservation, require_active
 from api.schemas import ERROR_RESPONSES, Body, Latitude, Longitude, PointGeometry
 from api.settings import Settings
+from api.settlement import deadline, mirror_on_task
 from validation import (
     NEAR_DUPLICATE_MAX_DISTANCE,
     Check,
@@ -66,18 +72,59 @@ class SubmitIn(Body):
     device_fix: DeviceFixIn
 
 
+class AppealOut(BaseModel):
+    message: str
+    created_at: datetime
+    decide_by: datetime = Field(description="Undecided by then, it is reversed in your favour")
+    outcome: str | None = Field(description="reversed | upheld, once decided")
+    reason_code: str | None
+    comment: str | None
+    decided_at: datetime | None
+
+
+class DisputeOut(BaseModel):
+    reason_code: str
+    reason: str | None
+    message: str
+    created_at: datetime
+    decide_by: datetime = Field(description="Undecided by then, it is dismissed")
+    outcome: str | None = Field(description="upheld | dismissed, once decided")
+    comment: str | None
+    decided_at: datetime | None
+
+
 class SubmissionOut(BaseModel):
     id: uuid.UUID
     reservation_id: uuid.UUID
     task_id: uuid.UUID
-    verdict: Verdict
+    verdict: Verdict = Field(description="What the automatic checks concluded")
+    status: SubmissionStatus = Field(description="Where the submission stands now")
+    reason_code: str | None = Field(description="Why it was decided so (GET /v1/reason-codes)")
+    reason: str | None = Field(description="The reason code's published text")
+    decision_comment: str | None
+    decided_by: str | None = Field(description="checks | reviewer | admin | client | rules")
+    decided_at: datetime | None
+    auto_approval_at: datetime | None = Field(
+        description="Approved automatically then, unless decided before"
+    )
+    dispute_deadline: datetime = Field(description="The client may dispute until then")
+    appeal_deadline: datetime | None = Field(description="You may appeal the rejection until then")
+    appeal: AppealOut | None
+    dispute: DisputeOut | None
     report: list[CheckOut]
-    device_location: PointGeometry
+    device_location: PointGeometry | None = Field(description="Erased after the retention period")
     device_accuracy_m: float
     device_fixed_at: datetime
     device_is_mock: bool
     photo_ids: list[uuid.UUID]
     created_at: datetime
+
+
+INITIAL_STATUS = {
+    Verdict.accepted: SubmissionStatus.pending_acceptance,
+    Verdict.needs_review: SubmissionStatus.needs_review,
+    Verdict.rejected: SubmissionStatus.rejected,
+}
 
 
 def request_fingerprint(reservation_id: uuid.UUID, body: SubmitIn) -> str:
@@ -171,7 +218,25 @@ async def _previous_submission(
     return PreviousSubmission(lat=row[0], lon=row[1], at=row[2]) if row else None
 
 
-async def submission_out(session: AsyncSession, submission: Submission) -> SubmissionOut:
+def _decided_by(submission: Submission, role: Role | None) -> str | None:
+    if submission.decided_at is None:
+        return None
+    if role is None:
+        return "checks" if submission.reason_code == FAILED_CHECKS else "rules"
+    return role.value
+
+
+async def submission_out(
+    session: AsyncSession, submission: Submission, settings: Settings
+) -> SubmissionOut:
+    review = settings.review
+    appeal = await session.scalar(select(Appeal).where(Appeal.submission_id == submission.id))
+    dispute = await session.scalar(select(Dispute).where(Dispute.submission_id == submission.id))
+    decider_role = (
+        await session.scalar(select(User.role).where(User.id == submission.decided_by))
+        if submission.decided_by
+        else None
+    )
     lat, lon = (
         await session.execute(
             select(
@@ -190,13 +255,54 @@ async def submission_out(session: AsyncSession, submission: Submission) -> Submi
             .order_by(Photo.created_at)
         )
     )
+    status = submission.status
+    undecided = status in (SubmissionStatus.pending_acceptance, SubmissionStatus.needs_review)
+    can_appeal = status == SubmissionStatus.rejected and appeal is None and submission.decided_at
     return SubmissionOut(
         id=submission.id,
         reservation_id=submission.reservation_id,
         task_id=submission.task_id,
         verdict=submission.verdict,
+        status=status,
+        reason_code=submission.reason_code,
+        reason=describe(submission.reason_code),
+        decision_comment=submission.decision_comment,
+        decided_by=_decided_by(submission, decider_role),
+        decided_at=submission.decided_at,
+        auto_approval_at=(
+            deadline(submission.created_at, review.auto_approval_hours) if undecided else None
+        ),
+        dispute_deadline=deadline(submission.created_at, review.acceptance_window_hours),
+        appeal_deadline=(
+            deadline(submission.decided_at, review.appeal_window_days * 24)
+            if can_appeal and submission.decided_at
+            else None
+        ),
+        appeal=AppealOut(
+            message=appeal.message,
+            created_at=appeal.created_at,
+            decide_by=deadline(appeal.created_at, review.decision_hours),
+            outcome=appeal.outcome,
+            reason_code=appeal.reason_code,
+            comment=appeal.comment,
+            decided_at=appeal.decided_at,
+        )
+        if appeal
+        else None,
+        dispute=DisputeOut(
+            reason_code=dispute.reason_code,
+            reason=describe(dispute.reason_code),
+            message=dispute.message,
+            created_at=dispute.created_at,
+            decide_by=deadline(dispute.created_at, review.decision_hours),
+            outcome=dispute.outcome,
+            comment=dispute.comment,
+            decided_at=dispute.decided_at,
+        )
+        if dispute
+        else None,
         report=[CheckOut(**c) for c in submission.report],
-        device_location=PointGeometry.of(lat, lon),
+        device_location=PointGeometry.of(lat, lon) if lat is not None else None,
         device_accuracy_m=submission.device_accuracy_m,
         device_fixed_at=submission.device_fixed_at,
         device_is_mock=submission.device_is_mock,
@@ -305,6 +411,9 @@ async def submit(
         device_is_mock=fix.is_mock,
         report=report,
         verdict=outcome,
+        status=INITIAL_STATUS[outcome],
+        reason_code=FAILED_CHECKS if outcome == Verdict.rejected else None,
+        decided_at=func.now() if outcome == Verdict.rejected else None,
     )
     session.add(submission)
     await session.flush()
@@ -316,9 +425,12 @@ async def submit(
         .where(Task.id == reservation.task_id, Task.status == TaskStatus.reserved)
         .values(status=TaskStatus.submitted, reserved_until=None, updated_at=func.now())
     )
+    if outcome == Verdict.rejected:
+        await mirror_on_task(session, submission, approved=False, settings=settings)
     await audit.record(
         session,
         actor_id=worker.id,
+        subject_id=worker.id,
         action="submission.created",
         object_type="submission",
         object_id=submission.id,
@@ -367,14 +479,19 @@ async def submit_route(
     )
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
-    return await submission_out(session, submission)
+    return await submission_out(session, submission, settings)
 
 
 @router.get("/v1/submissions/{submission_id}")
 async def get_submission_route(
-    submission_id: uuid.UUID, worker: CurrentWorker, session: SessionDep
+    submission_id: uuid.UUID,
+    worker: WorkerEvenSuspended,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> SubmissionOut:
+    """Your submission: its checks with measured values and thresholds, where it stands, who
+    decided and why, and the deadlines that protect you."""
     submission = await session.get(Submission, submission_id)
     if submission is None or submission.worker_id != worker.id:
         raise NotFound("No such submission.", code="submission_not_found")
-    return await submission_out(session, submission)
+    return await submission_out(session, submission, settings)

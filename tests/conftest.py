@@ -39,7 +39,13 @@ ADMIN_URL = os.environ.get(
     "TERRAIN_TEST_DB_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 TEST_DB = os.environ.get("TERRAIN_TEST_DB_NAME", "terrain_test")
+# Append-only (a trigger refuses DELETE): emptied with TRUNCATE, which the trigger does not see.
+LEDGER_TABLES = ["ledger_entry", "payout_batch"]
 TABLES = [
+    "appeal",
+    "dispute",
+    "suspension",
+    "task_report",
     "audit_event",
     "submission",
     "photo",
@@ -142,6 +148,7 @@ async def truncate(url: str) -> None:
     connection = await asyncpg.connect(plain_dsn(url))
     try:
         # DELETE, in foreign-key order: on tables this small it is ~100x faster than TRUNCATE.
+        await connection.execute(f"TRUNCATE {', '.join(LEDGER_TABLES)}")
         await connection.execute("; ".join(f"DELETE FROM {table}" for table in TABLES))
     finally:
         await connection.close()
@@ -312,7 +319,7 @@ def factory(db: asyncpg.Connection, settings: Settings) -> Factory:
 async def table_fingerprint(db: asyncpg.Connection) -> dict[str, Any]:
     """Everything that could change, summarised: row counts and task/reservation states."""
     fingerprint: dict[str, Any] = {}
-    for table in TABLES:
+    for table in LEDGER_TABLES + TABLES:
         fingerprint[table] = await db.fetchval(f"SELECT count(*) FROM {table}")
     fingerprint["task_states"] = await db.fetch(
         "SELECT id, status, reserved_until FROM task ORDER BY id"
@@ -321,4 +328,10 @@ async def table_fingerprint(db: asyncpg.Connection) -> dict[str, Any]:
         "SELECT id, state, expires_at FROM reservation ORDER BY id"
     )
     fingerprint["campaign_states"] = await db.fetch("SELECT id, status FROM campaign ORDER BY id")
+    fingerprint["submission_states"] = await db.fetch(
+        "SELECT id, status, claimed_by FROM submission ORDER BY id"
+    )
+    fingerprint["suspended"] = await db.fetch(
+        'SELECT id, suspended_at FROM "user" WHERE suspended_at IS NOT NULL ORDER BY id'
+    )
     return fingerprint

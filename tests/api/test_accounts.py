@@ -185,16 +185,17 @@ async def test_tokens_that_must_not_work(http, factory, settings):
     assert (await http.get("/v1/me")).json()["code"] == "not_authenticated"
 
 
-async def test_suspended_account_is_refused(http, factory, db):
+async def test_suspended_account_signs_in_to_read_why_but_cannot_take_work(http, factory, db):
     worker = await factory.account(Role.worker)
     await db.execute('UPDATE "user" SET suspended_at = now() WHERE id = $1', worker.id)
-    response = await http.get("/v1/me", headers=worker.headers)
-    assert response.status_code == 403
-    assert response.json()["code"] == "account_suspended"
     signin = await http.post(
         "/v1/auth/token", data={"username": worker.email, "password": PASSWORD}
     )
-    assert signin.status_code == 403
+    assert signin.status_code == 200
+    assert (await http.get("/v1/me", headers=worker.headers)).status_code == 200
+    response = await http.get("/v1/tasks/nearby?lat=1&lon=1", headers=worker.headers)
+    assert response.status_code == 403
+    assert response.json()["code"] == "account_suspended"
 
 
 async def test_cli_creates_a_reviewer(test_database_url, db, monkeypatch, capsys):

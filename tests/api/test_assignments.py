@@ -93,9 +93,9 @@ async def test_tasks_already_submitted_by_the_worker_are_skipped(http, factory, 
     await db.execute(
         "INSERT INTO submission (reservation_id, task_id, worker_id, idempotency_key, "
         "request_hash, device_location, device_accuracy_m, device_fixed_at, device_is_mock, "
-        "report, verdict) VALUES ($1, $2, $3, 'k-00000001', 'h', "
+        "report, verdict, status, reason_code) VALUES ($1, $2, $3, 'k-00000001', 'h', "
         "ST_SetSRID(ST_MakePoint(4.8357, 45.764), 4326)::geography, 5, now(), false, '[]', "
-        "'rejected')",
+        "'rejected', 'rejected', 'failed_checks')",
         reservation,
         done,
         worker.id,

@@ -46,6 +46,7 @@ async def test_launch_creates_one_task_per_targeted_store(http, factory, db):
         "rejected": 0,
         "expired": 0,
         "cancelled": 0,
+        "hidden": 0,
     }
 
 

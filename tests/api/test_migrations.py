@@ -9,14 +9,20 @@ SCRATCH = "terrain_test_migrations"
 APP_TABLES = [
     "alert",
     "alert_area",
+    "appeal",
     "audit_event",
     "campaign",
+    "dispute",
+    "ledger_entry",
     "organization",
+    "payout_batch",
     "photo",
     "reservation",
     "store",
     "submission",
+    "suspension",
     "task",
+    "task_report",
     "user",
 ]
 APP_TYPES = [
@@ -24,6 +30,7 @@ APP_TYPES = [
     "photo_state",
     "reservation_state",
     "role",
+    "submission_status",
     "task_status",
     "verdict",
 ]

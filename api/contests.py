@@ -1,0 +1,210 @@
+"""What the two parties may do about a decision: the client accepts or disputes accepted work
+within the acceptance window; the worker appeals a rejection, once, within the appeal window.
+Neither contest decides anything by itself: a reviewer does (or the clock, for the worker)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api import audit
+from api.deps import CurrentClient, SessionDep, SettingsDep, WorkerEvenSuspended
+from api.errors import Conflict, NotFound
+from api.models import Appeal, Campaign, Dispute, Submission, SubmissionStatus, Task, User
+from api.reason_codes import require_code
+from api.schemas import ERROR_RESPONSES, Body, Text
+from api.settings import Settings
+from api.settlement import (
+    AWAITING_CLIENT,
+    Decision,
+    lock_submission,
+    refuse_unless,
+    settle,
+)
+from api.submissions import SubmissionOut, submission_out
+
+router = APIRouter(tags=["disputes and appeals"], responses=ERROR_RESPONSES)
+
+
+class DisputeIn(Body):
+    reason_code: str | None = None
+    message: Text
+
+
+class AppealIn(Body):
+    message: Text
+
+
+async def lock_client_submission(
+    session: AsyncSession, submission_id: uuid.UUID, client: User
+) -> Submission:
+    """A submission on one of the client's campaigns, locked; 404 for anyone else's."""
+    submission = await lock_submission(session, submission_id)
+    organization = await session.scalar(
+        select(Campaign.organization_id)
+        .join(Task, Task.campaign_id == Campaign.id)
+        .where(Task.id == submission.task_id)
+    )
+    if organization != client.organization_id:
+        raise NotFound("No such submission.", code="submission_not_found")
+    return submission
+
+
+async def _within(session: AsyncSession, start: object, hours: int) -> bool:
+    return bool(
+        await session.scalar(
+            text("SELECT now() < :start + make_interval(hours => :hours)"),
+            {"start": start, "hours": hours},
+        )
+    )
+
+
+async def accept(
+    session: AsyncSession, *, submission_id: uuid.UUID, client: User, settings: Settings
+) -> Submission:
+    submission = await lock_client_submission(session, submission_id, client)
+    refuse_unless(submission, AWAITING_CLIENT)
+    cause = "accepted_by_client"
+    await settle(
+        session,
+        submission,
+        Decision(approve=True, actor_id=client.id, reason_code=None, comment=None, cause=cause),
+        settings,
+    )
+    return submission
+
+
+async def dispute(
+    session: AsyncSession,
+    *,
+    submission_id: uuid.UUID,
+    client: User,
+    body: DisputeIn,
+    settings: Settings,
+) -> Submission:
+    reason_code = require_code("dispute", body.reason_code)
+    submission = await lock_client_submission(session, submission_id, client)
+    if await session.scalar(select(Dispute.id).where(Dispute.submission_id == submission.id)):
+        raise Conflict("This submission was already disputed.", code="already_disputed")
+    refuse_unless(submission, (SubmissionStatus.pending_acceptance, SubmissionStatus.approved))
+    window = settings.review.acceptance_window_hours
+    if not await _within(session, submission.created_at, window):
+        raise Conflict(
+            f"Disputes are possible for {window} hours after submission.",
+            code="dispute_window_closed",
+        )
+    session.add(
+        Dispute(
+            submission_id=submission.id,
+            client_id=client.id,
+            reason_code=reason_code,
+            message=body.message,
+        )
+    )
+    submission.status = SubmissionStatus.disputed
+    await session.flush()
+    await audit.record(
+        session,
+        actor_id=client.id,
+        subject_id=submission.worker_id,
+        action="submission.disputed",
+        object_type="submission",
+        object_id=submission.id,
+        reason_code=reason_code,
+        message=body.message,
+    )
+    return submission
+
+
+async def appeal(
+    session: AsyncSession,
+    *,
+    submission_id: uuid.UUID,
+    worker: User,
+    message: str,
+    settings: Settings,
+) -> Submission:
+    submission = await lock_submission(session, submission_id)
+    if submission.worker_id != worker.id:
+        raise NotFound("No such submission.", code="submission_not_found")
+    if await session.scalar(select(Appeal.id).where(Appeal.submission_id == submission.id)):
+        raise Conflict("This submission was already appealed.", code="already_appealed")
+    refuse_unless(submission, (SubmissionStatus.rejected,))
+    days = settings.review.appeal_window_days
+    if not await _within(session, submission.decided_at, days * 24):
+        raise Conflict(
+            f"Appeals are possible for {days} days after the rejection.",
+            code="appeal_window_closed",
+        )
+    session.add(
+        Appeal(
+            submission_id=submission.id,
+            worker_id=worker.id,
+            message=message,
+            rejected_by=submission.decided_by,
+        )
+    )
+    submission.status = SubmissionStatus.appealed
+    submission.claimed_by = None
+    submission.claim_expires_at = None
+    await session.flush()
+    await audit.record(
+        session,
+        actor_id=worker.id,
+        subject_id=worker.id,
+        action="submission.appealed",
+        object_type="submission",
+        object_id=submission.id,
+        message=message,
+    )
+    return submission
+
+
+@router.post("/v1/submissions/{submission_id}/accept")
+async def accept_route(
+    submission_id: uuid.UUID, client: CurrentClient, session: SessionDep, settings: SettingsDep
+) -> SubmissionOut:
+    """Accept work before the acceptance window closes: the worker is credited now."""
+    submission = await accept(
+        session, submission_id=submission_id, client=client, settings=settings
+    )
+    return await submission_out(session, submission, settings)
+
+
+@router.post("/v1/submissions/{submission_id}/dispute", status_code=201)
+async def dispute_route(
+    submission_id: uuid.UUID,
+    body: DisputeIn,
+    client: CurrentClient,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> SubmissionOut:
+    """Dispute accepted work within the acceptance window, with a published reason code and a
+    message. A reviewer decides; the worker sees the dispute and its reason."""
+    submission = await dispute(
+        session, submission_id=submission_id, client=client, body=body, settings=settings
+    )
+    return await submission_out(session, submission, settings)
+
+
+@router.post("/v1/submissions/{submission_id}/appeal", status_code=201)
+async def appeal_route(
+    submission_id: uuid.UUID,
+    body: AppealIn,
+    worker: WorkerEvenSuspended,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> SubmissionOut:
+    """Appeal a rejection, once, within the appeal window. Another reviewer than the one who
+    rejected decides; undecided in time, it is reversed in your favour."""
+    submission = await appeal(
+        session,
+        submission_id=submission_id,
+        worker=worker,
+        message=body.message,
+        settings=settings,
+    )
+    return await submission_out(session, submission, settings)

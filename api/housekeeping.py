@@ -1,0 +1,48 @@
+"""What the clock does, every sweep interval, in its own transactions: expire overdue
+reservations, settle what waited too long in the worker's favour, and erase positions past
+their retention period."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from api.me import purge_positions
+from api.reservations import sweep
+from api.settings import Settings
+from api.settlement import settle_overdue
+
+log = logging.getLogger("terrain.housekeeping")
+
+
+async def sweep_once(sessionmaker: async_sessionmaker, settings: Settings) -> str:
+    async with sessionmaker() as session, session.begin():
+        counts = await sweep(session, alerts_per_hour=settings.work.alerts_per_hour)
+    if any(counts):
+        log.info("sweep: %d reservations expired, %d tasks reopened, %d tasks expired", *counts)
+    async with sessionmaker() as session, session.begin():
+        settled = await settle_overdue(session, settings)
+    if settled:
+        log.info("sweep: %d submissions settled by the clock", settled)
+    async with sessionmaker() as session, session.begin():
+        purged = await purge_positions(session, days=settings.review.position_retention_days)
+    if any(purged):
+        log.info("sweep: positions erased from %d submissions and %d photos", *purged)
+    return (
+        f"{counts[0]} reservations expired, {counts[1]} tasks reopened, {counts[2]} tasks "
+        f"expired, {settled} submissions settled by the clock, positions erased from "
+        f"{purged[0]} submissions and {purged[1]} photos"
+    )
+
+
+async def sweep_forever(sessionmaker: async_sessionmaker, settings: Settings) -> None:
+    while True:
+        try:
+            await sweep_once(sessionmaker, settings)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the database may be restarting; try again next round
+            log.exception("sweep failed")
+        await asyncio.sleep(settings.work.sweep_interval_s)

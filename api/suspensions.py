@@ -1,0 +1,235 @@
+"""Suspensions: never unexplained, always appealable once, to another admin.
+
+A suspended worker still signs in, sees why (``GET /v1/me``), reads their submissions, earnings
+and data, appeals; they cannot take new work, and their active reservations are released.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api import audit
+from api.deps import CurrentAdmin, SessionDep, WorkerEvenSuspended
+from api.errors import Conflict, Forbidden, NotFound
+from api.models import Reservation, ReservationState, Role, Suspension, Task, TaskStatus, User
+from api.reason_codes import describe, require_code
+from api.schemas import ERROR_RESPONSES, Body, Text
+
+router = APIRouter(tags=["suspensions"], responses=ERROR_RESPONSES)
+
+
+class SuspendIn(Body):
+    reason_code: str | None = None
+    message: Text = Field(description="What happened, in words the worker can act on")
+
+
+class SuspensionAppealIn(Body):
+    message: Text
+
+
+class SuspensionDecisionIn(Body):
+    outcome: Literal["lift", "uphold"]
+    comment: Text
+
+
+class SuspensionOut(BaseModel):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    reason_code: str
+    reason: str | None
+    message: str
+    created_at: datetime
+    lifted_at: datetime | None
+    appeal_message: str | None
+    appealed_at: datetime | None
+    appeal_outcome: str | None = Field(description="lifted | upheld, once decided")
+    appeal_comment: str | None
+    appeal_decided_at: datetime | None
+
+
+def suspension_out(suspension: Suspension) -> SuspensionOut:
+    return SuspensionOut(
+        id=suspension.id,
+        user_id=suspension.user_id,
+        reason_code=suspension.reason_code,
+        reason=describe(suspension.reason_code),
+        message=suspension.message,
+        created_at=suspension.created_at,
+        lifted_at=suspension.lifted_at,
+        appeal_message=suspension.appeal_message,
+        appealed_at=suspension.appealed_at,
+        appeal_outcome=suspension.appeal_outcome,
+        appeal_comment=suspension.appeal_comment,
+        appeal_decided_at=suspension.appeal_decided_at,
+    )
+
+
+async def latest_suspension(session: AsyncSession, user_id: uuid.UUID) -> Suspension | None:
+    return await session.scalar(
+        select(Suspension)
+        .where(Suspension.user_id == user_id)
+        .order_by(Suspension.created_at.desc())
+        .limit(1)
+    )
+
+
+async def suspend(
+    session: AsyncSession, *, admin: User, user_id: uuid.UUID, body: SuspendIn
+) -> Suspension:
+    reason_code = require_code("suspension", body.reason_code)
+    worker = await session.scalar(select(User).where(User.id == user_id).with_for_update())
+    if worker is None or worker.role != Role.worker or worker.deleted_at is not None:
+        raise NotFound("No such worker.", code="worker_not_found")
+    if worker.suspended_at is not None:
+        raise Conflict("This worker is already suspended.", code="already_suspended")
+    suspension = Suspension(
+        user_id=worker.id, reason_code=reason_code, message=body.message, suspended_by=admin.id
+    )
+    session.add(suspension)
+    worker.suspended_at = func.now()
+    await session.flush()
+    await session.refresh(suspension)
+    released = list(
+        await session.scalars(
+            update(Reservation)
+            .where(Reservation.worker_id == worker.id, Reservation.state == ReservationState.active)
+            .values(state=ReservationState.released, ended_at=func.now())
+            .returning(Reservation.task_id)
+        )
+    )
+    await session.execute(
+        update(Task)
+        .where(Task.id.in_(released), Task.status == TaskStatus.reserved)
+        .values(status=TaskStatus.open, reserved_until=None, updated_at=func.now())
+    )
+    await audit.record(
+        session,
+        actor_id=admin.id,
+        subject_id=worker.id,
+        action="user.suspended",
+        object_type="suspension",
+        object_id=suspension.id,
+        reason_code=reason_code,
+        message=body.message,
+        released_task_ids=[str(t) for t in released],
+    )
+    return suspension
+
+
+async def appeal(session: AsyncSession, *, worker: User, message: str) -> Suspension:
+    suspension = await session.scalar(
+        select(Suspension)
+        .where(Suspension.user_id == worker.id, Suspension.lifted_at.is_(None))
+        .with_for_update()
+    )
+    if suspension is None:
+        raise NotFound("This account is not suspended.", code="not_suspended")
+    if suspension.appealed_at is not None:
+        raise Conflict("This suspension was already appealed.", code="already_appealed")
+    suspension.appeal_message = message
+    suspension.appealed_at = func.now()
+    await session.flush()
+    await audit.record(
+        session,
+        actor_id=worker.id,
+        subject_id=worker.id,
+        action="suspension.appealed",
+        object_type="suspension",
+        object_id=suspension.id,
+        message=message,
+    )
+    await session.refresh(suspension)
+    return suspension
+
+
+async def decide_appeal(
+    session: AsyncSession, *, admin: User, suspension_id: uuid.UUID, body: SuspensionDecisionIn
+) -> Suspension:
+    suspension = await session.scalar(
+        select(Suspension).where(Suspension.id == suspension_id).with_for_update()
+    )
+    if suspension is None:
+        raise NotFound("No such suspension.", code="suspension_not_found")
+    if suspension.suspended_by == admin.id:
+        raise Forbidden(
+            "A suspension's appeal is decided by another admin than the one who suspended.",
+            code="own_decision",
+        )
+    if suspension.appealed_at is None:
+        raise Conflict("This suspension has not been appealed.", code="not_appealed")
+    if suspension.appeal_outcome is not None:
+        raise Conflict("This appeal was already decided.", code="already_decided")
+    lifted = body.outcome == "lift"
+    suspension.appeal_outcome = "lifted" if lifted else "upheld"
+    suspension.appeal_comment = body.comment
+    suspension.appeal_decided_by = admin.id
+    suspension.appeal_decided_at = func.now()
+    if lifted:
+        suspension.lifted_at = func.now()
+        await session.execute(
+            update(User).where(User.id == suspension.user_id).values(suspended_at=None)
+        )
+    await session.flush()
+    await audit.record(
+        session,
+        actor_id=admin.id,
+        subject_id=suspension.user_id,
+        action="suspension.lifted" if lifted else "suspension.upheld",
+        object_type="suspension",
+        object_id=suspension.id,
+        comment=body.comment,
+    )
+    await session.refresh(suspension)
+    return suspension
+
+
+@router.post("/v1/users/{user_id}/suspension", status_code=201)
+async def suspend_route(
+    user_id: uuid.UUID, body: SuspendIn, admin: CurrentAdmin, session: SessionDep
+) -> SuspensionOut:
+    """Suspend a worker, with a published reason code and a message they will read. Their
+    active reservations are released; what they earned stays theirs."""
+    return suspension_out(await suspend(session, admin=admin, user_id=user_id, body=body))
+
+
+@router.get("/v1/suspensions")
+async def suspensions_route(admin: CurrentAdmin, session: SessionDep) -> list[SuspensionOut]:
+    """Suspensions in force, appealed and undecided first."""
+    rows = await session.scalars(
+        select(Suspension)
+        .where(Suspension.lifted_at.is_(None))
+        .order_by(
+            (Suspension.appealed_at.is_not(None) & Suspension.appeal_outcome.is_(None)).desc(),
+            Suspension.created_at,
+        )
+        .limit(500)
+    )
+    return [suspension_out(s) for s in rows]
+
+
+@router.post("/v1/me/suspension/appeal")
+async def appeal_route(
+    body: SuspensionAppealIn, worker: WorkerEvenSuspended, session: SessionDep
+) -> SuspensionOut:
+    """Appeal your suspension, once; another admin than the one who suspended you decides."""
+    return suspension_out(await appeal(session, worker=worker, message=body.message))
+
+
+@router.post("/v1/suspensions/{suspension_id}/decision")
+async def decide_route(
+    suspension_id: uuid.UUID,
+    body: SuspensionDecisionIn,
+    admin: CurrentAdmin,
+    session: SessionDep,
+) -> SuspensionOut:
+    """Decide a suspension appeal: ``lift`` or ``uphold``, with a comment the worker reads."""
+    return suspension_out(
+        await decide_appeal(session, admin=admin, suspension_id=suspension_id, body=body)
+    )
