@@ -56,7 +56,7 @@ async def lock_client_submission(
 async def _within(session: AsyncSession, start: object, hours: int) -> bool:
     return bool(
         await session.scalar(
-            text("SELECT now() < :start + make_interval(hours => :hours)"),
+            text("SELECT now() < CAST(:start AS timestamptz) + make_interval(hours => :hours)"),
             {"start": start, "hours": hours},
         )
     )

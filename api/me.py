@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import audit
+from api.alerts import raise_alerts
 from api.auth import user_out
 from api.deps import SessionDep, SettingsDep, StorageDep, UserEvenSuspended, WorkerEvenSuspended
 from api.earnings import balances, entries
@@ -203,7 +204,7 @@ _ERASE = text(
         RETURNING id
     )
     SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM positions),
-           (SELECT count(*) FROM account)
+           (SELECT count(*) FROM account), (SELECT array_agg(id) FROM reopened) AS reopened
     """
 )
 
@@ -220,13 +221,17 @@ _PHOTO_KEYS = text(
 )
 
 
-async def erase(session: AsyncSession, store: ObjectStore, worker: User, *, password: str) -> None:
+async def erase(
+    session: AsyncSession, store: ObjectStore, worker: User, *, password: str, alerts_per_hour: int
+) -> None:
     """Erase the account's personal data and photos. Kept, anonymised: the ledger entries (the
     law requires payment records), submissions' checks and decisions, the audit trail."""
     if not await to_thread.run_sync(verify_password, password, worker.password_hash):
         raise NotAuthenticated("Wrong password.", code="invalid_credentials")
     photos = (await session.execute(_PHOTO_KEYS, {"worker_id": worker.id})).all()
-    await session.execute(_ERASE, {"worker_id": worker.id})
+    erased = (await session.execute(_ERASE, {"worker_id": worker.id})).one()
+    # Reopened like any released task: the workers whose areas hold it hear of it.
+    await raise_alerts(session, list(erased.reopened or []), per_hour=alerts_per_hour)
     await audit.record(
         session,
         actor_id=worker.id,
@@ -298,8 +303,18 @@ async def export_route(
 
 @router.delete("/v1/me", status_code=204)
 async def erase_route(
-    body: EraseIn, worker: WorkerEvenSuspended, session: SessionDep, store: StorageDep
+    body: EraseIn,
+    worker: WorkerEvenSuspended,
+    session: SessionDep,
+    store: StorageDep,
+    settings: SettingsDep,
 ) -> None:
     """Erase your account: personal data, positions and photos go; payment records stay,
     anonymised, as the law requires. Sign-in stops working at once."""
-    await erase(session, store, worker, password=body.password)
+    await erase(
+        session,
+        store,
+        worker,
+        password=body.password,
+        alerts_per_hour=settings.work.alerts_per_hour,
+    )

@@ -21,15 +21,31 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.campaigns import PageSize, effective_status, own_campaign
 from api.deps import CurrentClient, SessionDep, SettingsDep, StorageDep
 from api.errors import NotFound
-from api.models import Photo, PhotoState, Store, Submission, Task, TaskStatus, User, Verdict
+from api.models import (
+    Photo,
+    PhotoState,
+    Store,
+    Submission,
+    SubmissionStatus,
+    Task,
+    TaskStatus,
+    User,
+    Verdict,
+)
 from api.schemas import ERROR_RESPONSES, PointGeometry
 from api.settings import Settings
+from api.settlement import deadline
 from storage import ObjectStore
 from validation import sanitize
 
 router = APIRouter(tags=["campaigns"], responses=ERROR_RESPONSES)
 
-VISIBLE_VERDICTS = (Verdict.accepted,)
+# Work that passed the checks or a reviewer: the client may accept or dispute it.
+VISIBLE_STATUSES = (
+    SubmissionStatus.pending_acceptance,
+    SubmissionStatus.approved,
+    SubmissionStatus.disputed,
+)
 
 
 class ResultPhoto(BaseModel):
@@ -46,8 +62,13 @@ class TaskResult(BaseModel):
     store_name: str
     store_address: str
     store_location: PointGeometry
+    submission_id: uuid.UUID | None
     submitted_at: datetime | None
     verdict: Verdict | None
+    submission_status: SubmissionStatus | None = Field(
+        description="pending_acceptance: accept or dispute it before dispute_deadline"
+    )
+    dispute_deadline: datetime | None
     photos: list[ResultPhoto]
 
 
@@ -64,11 +85,18 @@ async def campaign_results(
     campaign_id: uuid.UUID,
     limit: int,
     cursor: uuid.UUID | None,
+    window_hours: int,
 ) -> CampaignResults:
     campaign = await own_campaign(session, client=client, campaign_id=campaign_id)
     # A task's latest submission (a task reopened after a rejection may have several).
     latest = (
-        select(Submission.id, Submission.task_id, Submission.created_at, Submission.verdict)
+        select(
+            Submission.id,
+            Submission.task_id,
+            Submission.created_at,
+            Submission.verdict,
+            Submission.status,
+        )
         .join(Task, Task.id == Submission.task_id)
         .where(Task.campaign_id == campaign.id)
         .distinct(Submission.task_id)
@@ -89,6 +117,7 @@ async def campaign_results(
             latest.c.id,
             latest.c.created_at,
             latest.c.verdict,
+            latest.c.status,
         )
         .join(Store, Store.id == Task.store_id)
         .outerjoin(latest, latest.c.task_id == Task.id)
@@ -98,7 +127,7 @@ async def campaign_results(
         query = query.where(Task.id > cursor)
     rows = (await session.execute(query.order_by(Task.id).limit(limit + 1))).all()
     page = rows[:limit]
-    visible = [r[9] for r in page if r[11] in VISIBLE_VERDICTS]
+    visible = [r[9] for r in page if r[12] in VISIBLE_STATUSES]
     photos: dict[uuid.UUID, list[ResultPhoto]] = {}
     if visible:
         photo_rows = await session.execute(
@@ -121,8 +150,15 @@ async def campaign_results(
             store_name=row[5],
             store_address=row[6],
             store_location=PointGeometry.of(row[7], row[8]),
+            submission_id=row[9],
             submitted_at=row[10],
             verdict=row[11],
+            submission_status=row[12],
+            dispute_deadline=(
+                deadline(row[10], window_hours)
+                if row[12] == SubmissionStatus.pending_acceptance
+                else None
+            ),
             photos=photos.get(row[9], []),
         )
         for row in page
@@ -149,7 +185,7 @@ async def sanitized_photo_link(
             Photo.id == photo_id,
             Photo.state == PhotoState.completed,
             Task.campaign_id == campaign.id,
-            Submission.verdict.in_(VISIBLE_VERDICTS),
+            Submission.status.in_(VISIBLE_STATUSES),
         )
     )
     if photo is None:
@@ -176,13 +212,20 @@ async def campaign_results_route(
     campaign_id: uuid.UUID,
     client: CurrentClient,
     session: SessionDep,
+    settings: SettingsDep,
     limit: PageSize = 100,
     cursor: uuid.UUID | None = None,
 ) -> CampaignResults:
-    """Every task of the campaign with its store, status and submission verdict, in task id
-    order; accepted submissions list their photos."""
+    """Every task of the campaign with its store, status and latest submission, in task id
+    order. Work that passed the checks or a reviewer lists its photos; accept it
+    (``POST /v1/submissions/{id}/accept``) or dispute it before its dispute deadline."""
     return await campaign_results(
-        session, client=client, campaign_id=campaign_id, limit=limit, cursor=cursor
+        session,
+        client=client,
+        campaign_id=campaign_id,
+        limit=limit,
+        cursor=cursor,
+        window_hours=settings.review.acceptance_window_hours,
     )
 
 

@@ -322,7 +322,9 @@ async def review(
     live_claim = (
         submission.claimed_by == reviewer.id
         and submission.claim_expires_at is not None
-        and await session.scalar(text("SELECT :at > now()"), {"at": submission.claim_expires_at})
+        and await session.scalar(
+            text("SELECT CAST(:at AS timestamptz) > now()"), {"at": submission.claim_expires_at}
+        )
     )
     if not live_claim:
         raise Conflict(

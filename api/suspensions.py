@@ -16,7 +16,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import audit
-from api.deps import CurrentAdmin, SessionDep, WorkerEvenSuspended
+from api.alerts import raise_alerts
+from api.deps import CurrentAdmin, SessionDep, SettingsDep, WorkerEvenSuspended
 from api.errors import Conflict, Forbidden, NotFound
 from api.models import Reservation, ReservationState, Role, Suspension, Task, TaskStatus, User
 from api.reason_codes import describe, require_code
@@ -81,7 +82,12 @@ async def latest_suspension(session: AsyncSession, user_id: uuid.UUID) -> Suspen
 
 
 async def suspend(
-    session: AsyncSession, *, admin: User, user_id: uuid.UUID, body: SuspendIn
+    session: AsyncSession,
+    *,
+    admin: User,
+    user_id: uuid.UUID,
+    body: SuspendIn,
+    alerts_per_hour: int,
 ) -> Suspension:
     reason_code = require_code("suspension", body.reason_code)
     worker = await session.scalar(select(User).where(User.id == user_id).with_for_update())
@@ -104,11 +110,14 @@ async def suspend(
             .returning(Reservation.task_id)
         )
     )
-    await session.execute(
+    reopened = await session.scalars(
         update(Task)
         .where(Task.id.in_(released), Task.status == TaskStatus.reserved)
         .values(status=TaskStatus.open, reserved_until=None, updated_at=func.now())
+        .returning(Task.id)
     )
+    # Reopened like any released task: the workers whose areas hold it hear of it.
+    await raise_alerts(session, list(reopened), per_hour=alerts_per_hour)
     await audit.record(
         session,
         actor_id=admin.id,
@@ -192,11 +201,22 @@ async def decide_appeal(
 
 @router.post("/v1/users/{user_id}/suspension", status_code=201)
 async def suspend_route(
-    user_id: uuid.UUID, body: SuspendIn, admin: CurrentAdmin, session: SessionDep
+    user_id: uuid.UUID,
+    body: SuspendIn,
+    admin: CurrentAdmin,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> SuspensionOut:
     """Suspend a worker, with a published reason code and a message they will read. Their
     active reservations are released; what they earned stays theirs."""
-    return suspension_out(await suspend(session, admin=admin, user_id=user_id, body=body))
+    suspension = await suspend(
+        session,
+        admin=admin,
+        user_id=user_id,
+        body=body,
+        alerts_per_hour=settings.work.alerts_per_hour,
+    )
+    return suspension_out(suspension)
 
 
 @router.get("/v1/suspensions")

@@ -148,7 +148,11 @@ async def truncate(url: str) -> None:
     connection = await asyncpg.connect(plain_dsn(url))
     try:
         # DELETE, in foreign-key order: on tables this small it is ~100x faster than TRUNCATE.
-        await connection.execute(f"TRUNCATE {', '.join(LEDGER_TABLES)}")
+        # TRUNCATE costs ~40 ms even on empty tables: only when a test wrote money.
+        if await connection.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM payout_batch UNION ALL SELECT 1 FROM ledger_entry)"
+        ):
+            await connection.execute(f"TRUNCATE {', '.join(LEDGER_TABLES)}")
         await connection.execute("; ".join(f"DELETE FROM {table}" for table in TABLES))
     finally:
         await connection.close()

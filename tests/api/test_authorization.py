@@ -71,6 +71,8 @@ WORKER_ONLY = (401, 200, 403, 403, 403, 403)
 CLIENT_ONLY = (401, 403, 200, 200, 403, 403)
 OWN_CLIENT_ONLY = (401, 403, 200, 404, 403, 403)
 EVERYONE = (200,) * 6
+REVIEWERS = (401, 403, 403, 403, 200, 200)
+ADMIN_ONLY = (401, 403, 403, 403, 403, 200)
 
 # (method, path template, request kwargs, statuses in CALLERS order)
 MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
@@ -159,6 +161,73 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
     ("GET", "/v1/me/alert-areas", None, WORKER_ONLY),
     ("DELETE", "/v1/me/alert-areas/{missing_id}", None, (401, 404, 403, 403, 403, 403)),
     ("GET", "/v1/me/alerts", None, WORKER_ONLY),
+    ("GET", "/v1/reason-codes", None, EVERYONE),
+    ("GET", "/v1/reviews/queue", None, REVIEWERS),
+    ("POST", "/v1/submissions/{missing_id}/claim", None, (401, 403, 403, 403, 404, 404)),
+    (
+        "POST",
+        "/v1/submissions/{missing_id}/review",
+        lambda w: {"json": {"decision": "approve"}},
+        (401, 403, 403, 403, 404, 404),
+    ),
+    ("POST", "/v1/submissions/{missing_id}/accept", None, (401, 403, 404, 404, 403, 403)),
+    (
+        "POST",
+        "/v1/submissions/{missing_id}/dispute",
+        lambda w: {"json": {"reason_code": "incomplete", "message": "Half the shelf"}},
+        (401, 403, 404, 404, 403, 403),
+    ),
+    (
+        "POST",
+        "/v1/submissions/{missing_id}/appeal",
+        lambda w: {"json": {"message": "I was there"}},
+        (401, 404, 403, 403, 403, 403),
+    ),
+    ("GET", "/v1/me/earnings", None, WORKER_ONLY),
+    ("POST", "/v1/payouts", None, (401, 403, 403, 403, 403, 409)),  # nothing to pay yet
+    ("GET", "/v1/payouts/{missing_id}/csv", None, (401, 403, 403, 403, 403, 404)),
+    (
+        "POST",
+        "/v1/users/{missing_id}/suspension",
+        lambda w: {"json": {"reason_code": "abuse", "message": "Shouted at staff"}},
+        (401, 403, 403, 403, 403, 404),
+    ),
+    ("GET", "/v1/suspensions", None, ADMIN_ONLY),
+    (
+        "POST",
+        "/v1/me/suspension/appeal",
+        lambda w: {"json": {"message": "Please reconsider"}},
+        (401, 404, 403, 403, 403, 403),  # not suspended
+    ),
+    (
+        "POST",
+        "/v1/suspensions/{missing_id}/decision",
+        lambda w: {"json": {"outcome": "lift", "comment": "Resolved"}},
+        (401, 403, 403, 403, 403, 404),
+    ),
+    (
+        "POST",
+        "/v1/tasks/{free_task_id}/reports",
+        lambda w: {"json": {"reason_code": "misleading", "message": "Not this store"}},
+        (401, 201, 403, 403, 403, 403),
+    ),
+    ("GET", "/v1/campaigns/{campaign_id}/reports", None, OWN_CLIENT_ONLY),
+    ("GET", "/v1/task-reports", None, ADMIN_ONLY),
+    (
+        "POST",
+        "/v1/tasks/{free_task_id}/reports/decision",
+        lambda w: {"json": {"outcome": "restore", "comment": "Fine"}},
+        (401, 403, 403, 403, 403, 409),  # not hidden
+    ),
+    ("GET", "/v1/me/reputation", None, WORKER_ONLY),
+    ("GET", "/v1/me/audit-events", None, (401, 200, 200, 200, 200, 200)),
+    ("GET", "/v1/me/export", None, WORKER_ONLY),
+    (
+        "DELETE",
+        "/v1/me",
+        lambda w: {"json": {"password": PASSWORD}},
+        (401, 204, 403, 403, 403, 403),
+    ),
     ("GET", "/healthz", None, EVERYONE),
     ("GET", "/readyz", None, EVERYONE),
     ("GET", "/openapi.json", None, EVERYONE),
@@ -255,7 +324,8 @@ def test_every_route_has_an_access_rule_and_a_row_in_the_matrix():
         for method in route.methods - {"HEAD"}:
             path = route.path.replace("{task_id}", "{free_task_id}")
             path = path.replace("{submission_id}", "{missing_id}").replace("{token}", "{bad_token}")
-            path = path.replace("{area_id}", "{missing_id}")
+            for name in ("area_id", "batch_id", "user_id", "suspension_id"):
+                path = path.replace(f"{{{name}}}", "{missing_id}")
             in_app.add((method, path))
         if isinstance(route, APIRoute):
             assert _access_rules(route), f"{route.path} declares no access rule"
