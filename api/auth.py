@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from anyio import to_thread
 from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import EmailStr, Field, model_validator
+from pydantic import EmailStr, Field, StringConstraints, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +23,9 @@ from api.suspensions import SuspensionOut, latest_suspension, suspension_out
 
 router = APIRouter(tags=["accounts"], responses=ERROR_RESPONSES)
 
-Password = Annotated[str, Field(min_length=10, max_length=200)]
+# Kept exactly as typed (bodies trim text fields; a password's spaces are part of it), as the
+# sign-in form does.
+Password = Annotated[str, StringConstraints(strip_whitespace=False, min_length=10, max_length=200)]
 
 
 class NewOrganization(Body):

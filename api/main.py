@@ -54,6 +54,12 @@ found or not yours, 409 conflict with the current state, 413 body too large, 422
 
 **Money** is integer cents with an ISO 4217 currency. Every task shows its estimated effective
 hourly rate: reward over on-site time plus walking time from the worker's position.
+
+**Decisions** about a worker's money or access always name a published reason code
+(`GET /v1/reason-codes`) and keep the evidence; a rejection can be appealed once, to another
+reviewer; work nobody decides is approved automatically (72 hours by default), and appeals and
+disputes nobody decides are settled in the worker's favour. Earnings are an append-only ledger
+(`GET /v1/me/earnings`); each decision is in the worker's audit trail (`GET /v1/me/audit-events`).
 """
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, BackgroundTasks, Query
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -177,7 +177,9 @@ async def export(
 
 
 class EraseIn(Body):
-    password: str = Field(description="Your current password, to confirm")
+    password: Annotated[str, StringConstraints(strip_whitespace=False)] = Field(
+        description="Your current password, to confirm"
+    )
 
 
 _ERASE = text(
@@ -222,10 +224,11 @@ _PHOTO_KEYS = text(
 
 
 async def erase(
-    session: AsyncSession, store: ObjectStore, worker: User, *, password: str, alerts_per_hour: int
-) -> None:
-    """Erase the account's personal data and photos. Kept, anonymised: the ledger entries (the
-    law requires payment records), submissions' checks and decisions, the audit trail."""
+    session: AsyncSession, worker: User, *, password: str, alerts_per_hour: int
+) -> list[str]:
+    """Erase the account's personal data; returns the photo objects to delete once this is
+    committed. Kept, anonymised: the ledger entries (the law requires payment records),
+    submissions' checks and decisions, the audit trail."""
     if not await to_thread.run_sync(verify_password, password, worker.password_hash):
         raise NotAuthenticated("Wrong password.", code="invalid_credentials")
     photos = (await session.execute(_PHOTO_KEYS, {"worker_id": worker.id})).all()
@@ -241,12 +244,12 @@ async def erase(
         object_id=worker.id,
         photos=len(photos),
     )
-    # Objects go last: if the transaction failed before this point nothing is lost, and an
-    # object deleted for a committed erasure is what was asked.
-    for photo in photos:
-        for key in (photo.object_key, photo.sanitized_key):
-            if key:
-                await store.delete(key)
+    return [key for photo in photos for key in (photo.object_key, photo.sanitized_key) if key]
+
+
+async def delete_objects(store: ObjectStore, keys: list[str]) -> None:
+    for key in keys:
+        await store.delete(key)
 
 
 _PURGE = text(
@@ -308,13 +311,13 @@ async def erase_route(
     session: SessionDep,
     store: StorageDep,
     settings: SettingsDep,
+    after_commit: BackgroundTasks,
 ) -> None:
     """Erase your account: personal data, positions and photos go; payment records stay,
     anonymised, as the law requires. Sign-in stops working at once."""
-    await erase(
-        session,
-        store,
-        worker,
-        password=body.password,
-        alerts_per_hour=settings.work.alerts_per_hour,
+    keys = await erase(
+        session, worker, password=body.password, alerts_per_hour=settings.work.alerts_per_hour
     )
+    # Background tasks run after the response, so after the transaction committed: a failed
+    # erasure never loses a photo.
+    after_commit.add_task(delete_objects, store, keys)

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api import audit
 from api.alerts import raise_alerts
 from api.deps import CurrentWorker, SessionDep, SettingsDep
-from api.errors import Conflict, NotFound
+from api.errors import Conflict, Forbidden, NotFound
 from api.models import (
     Campaign,
     CampaignStatus,
@@ -81,7 +81,15 @@ async def reservation_out(session: AsyncSession, reservation: Reservation) -> Re
 
 
 async def lock_worker(session: AsyncSession, worker: User) -> None:
-    await session.execute(select(User.id).where(User.id == worker.id).with_for_update())
+    """Serialise the worker's reservations; a suspension committed meanwhile refuses them."""
+    suspended_at = await session.scalar(
+        select(User.suspended_at).where(User.id == worker.id).with_for_update()
+    )
+    if suspended_at is not None:
+        raise Forbidden(
+            "This account is suspended: GET /v1/me says why and how to appeal.",
+            code="account_suspended",
+        )
 
 
 async def active_reservation_count(session: AsyncSession, worker_id: uuid.UUID) -> int:

@@ -57,6 +57,17 @@ class ReportDecisionIn(Body):
     comment: Text
 
 
+# Reports count towards hiding until an admin restores the task; then it takes as many new ones.
+_REPORTS_SINCE_RESTORED = text(
+    """
+    SELECT count(*) FROM task_report
+    WHERE task_id = :id AND created_at > coalesce(
+        (SELECT max(at) FROM audit_event
+         WHERE object_type = 'task' AND object_id = :id AND action = 'task.restored'),
+        '-infinity')
+    """
+)
+
 _HIDE = text(
     """
     WITH hidden AS (
@@ -100,9 +111,7 @@ async def report(
         )
     )
     await session.flush()
-    count = await session.scalar(
-        text("SELECT count(*) FROM task_report WHERE task_id = :id"), {"id": task.id}
-    )
+    count = await session.scalar(_REPORTS_SINCE_RESTORED, {"id": task.id})
     hidden = False
     if count >= settings.review.task_report_threshold:
         row = (await session.execute(_HIDE, {"task_id": task.id})).one()

@@ -33,6 +33,19 @@ async def test_worker_registers_signs_in_and_reads_me(http):
     assert me.json()["id"] == registered.json()["id"]
 
 
+async def test_a_password_is_kept_exactly_as_typed_spaces_included(http):
+    password = "  long enough pw  "
+    registered = await http.post(
+        "/v1/auth/register",
+        json={"email": "sp@example.org", "password": password, "display_name": "Sp"},
+    )
+    assert registered.status_code == 201
+    exact = {"username": "sp@example.org", "password": password}
+    assert (await http.post("/v1/auth/token", data=exact)).status_code == 200
+    trimmed = exact | {"password": password.strip()}
+    assert (await http.post("/v1/auth/token", data=trimmed)).status_code == 401
+
+
 async def test_client_creates_an_organization_and_a_colleague_joins_it(http):
     founder = await http.post(
         "/v1/auth/register",

@@ -585,3 +585,30 @@ async def test_others_cannot_read_appeal_or_decide_what_is_not_theirs(http, fact
     assert (await http.get("/v1/me/earnings", headers=work.client.headers)).status_code == 403
     assert (await http.get("/v1/reviews/queue", headers=work.worker.headers)).status_code == 403
     assert await table_fingerprint(db) == before
+
+
+async def test_a_lapsed_claim_frees_the_item_for_another_reviewer(http, factory, db):
+    work = await submitted(http, factory, "needs_review")
+    alice = await factory.account(Role.reviewer)
+    bob = await factory.account(Role.reviewer)
+    assert (
+        await http.post(f"/v1/submissions/{work.id}/claim", headers=alice.headers)
+    ).status_code == 200
+    assert (await http.get("/v1/reviews/queue", headers=bob.headers)).json() == []
+    await db.execute(
+        "UPDATE submission SET claim_expires_at = now() - interval '1 second' WHERE id = $1",
+        work.submission_uuid,
+    )
+    (item,) = (await http.get("/v1/reviews/queue", headers=bob.headers)).json()
+    assert item["submission"]["id"] == work.id
+    taken = await http.post(f"/v1/submissions/{work.id}/claim", headers=bob.headers)
+    assert (taken.status_code, taken.json()["claimed_by"]) == (200, str(bob.id))
+    late = await http.post(
+        f"/v1/submissions/{work.id}/review", headers=alice.headers, json={"decision": "approve"}
+    )
+    assert (late.status_code, late.json()["code"]) == (409, "claim_required")
+    approved = await http.post(
+        f"/v1/submissions/{work.id}/review", headers=bob.headers, json={"decision": "approve"}
+    )
+    assert approved.status_code == 200
+    assert await ledger(db, work.id) == [(1, "earned", REWARD)]
