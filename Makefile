@@ -17,7 +17,7 @@ export TERRAIN_DB_URL ?= postgresql+asyncpg://$(PG_USER)@$(PG_HOST):$(PG_PORT)/$
 export TERRAIN_TEST_DB_ADMIN_URL ?= postgresql+asyncpg://$(PG_USER)@$(PG_HOST):$(PG_PORT)/postgres
 
 .PHONY: run test deps postgis database migrate seed lint bench-nearby bench-routing \
-	bench-route-endpoint bench-validation clean
+	bench-route-endpoint bench-assignments bench-validation clean
 
 run: deps postgis database migrate seed
 	$(BIN)/uvicorn api.main:create_app --factory --host $(HOST) --port $(PORT)
@@ -74,6 +74,9 @@ bench-nearby: deps postgis
 
 bench-route-endpoint: deps postgis
 	$(BIN)/python bench/route_endpoint.py
+
+bench-assignments: deps postgis
+	$(BIN)/python bench/assignments.py
 
 bench-validation: deps
 	$(BIN)/python bench/validation.py

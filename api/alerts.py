@@ -28,6 +28,7 @@ from api.errors import Conflict, NotFound
 from api.models import AlertArea, User
 from api.schemas import (
     ERROR_RESPONSES,
+    MAX_BIGINT,
     Body,
     Latitude,
     Longitude,
@@ -279,7 +280,7 @@ async def delete_area_route(area_id: uuid.UUID, worker: CurrentWorker, session: 
 async def alerts_route(
     worker: CurrentWorker,
     session: SessionDep,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AlertPage:
     """Alerts, oldest first, for an app that was closed: pass the last id as ``after_id``."""
@@ -296,8 +297,8 @@ async def alerts_stream_route(
     request: Request,
     worker: CurrentWorker,
     settings: SettingsDep,
-    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_BIGINT)] = None,
+    after_id: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
 ) -> StreamingResponse:
     """Server-sent events for a foreground app: one `alert` event per new alert (its id is the
     event id, so a reconnecting client resumes with Last-Event-ID), and a comment every 15 s."""

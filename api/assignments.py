@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.deps import CurrentWorker, Public, SessionDep, SettingsDep
 from api.errors import Conflict, NotFound
 from api.models import User
+from api.rate_limits import ReservationLimit
 from api.reservations import (
     ReservationOut,
     active_reservation_count,
@@ -139,7 +140,7 @@ async def assign(
     )
 
 
-@router.post("/v1/assignments", status_code=201)
+@router.post("/v1/assignments", status_code=201, dependencies=[ReservationLimit])
 async def assign_route(
     body: AssignmentIn, worker: CurrentWorker, session: SessionDep, settings: SettingsDep
 ) -> AssignmentOut:

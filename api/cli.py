@@ -36,12 +36,17 @@ async def _create_user(args: argparse.Namespace) -> None:
 
 
 async def _sweep(args: argparse.Namespace) -> None:
-    from api.housekeeping import sweep_once
+    from api.housekeeping import reconcile, sweep_once
+    from api.object_store import build_object_store
 
     settings = Settings()
     engine = make_engine(settings.db)
+    store = build_object_store(
+        settings.storage, signing_key=settings.auth.secret_key.get_secret_value().encode()
+    )
     try:
         print(await sweep_once(make_sessionmaker(engine), settings))
+        print(await reconcile(make_sessionmaker(engine), store, settings))
     finally:
         await engine.dispose()
 
@@ -69,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     create.set_defaults(run=_create_user)
 
     sweep = commands.add_parser(
-        "sweep", help="run the housekeeping sweep now (expiry, auto-approval, retention)"
+        "sweep", help="run the housekeeping now (expiry, auto-approval, retention, orphan uploads)"
     )
     sweep.set_defaults(run=_sweep)
 

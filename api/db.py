@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from typing import Any
+
+from sqlalchemy import MetaData, event, exc
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -22,13 +24,13 @@ class Base(DeclarativeBase):
 
 
 def make_engine(settings: DatabaseSettings) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         settings.url,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         # No ping before every checkout (three round trips with asyncpg): a connection broken
-        # by a database restart fails one request with 503, and SQLAlchemy then drops the
-        # pool's connections, so the service recovers on its own.
+        # by a database restart fails at most the request using it, with 503, and
+        # `_discard_closed` replaces the pooled connections the server closed meanwhile.
         pool_pre_ping=settings.pool_pre_ping,
         pool_recycle=settings.pool_recycle_s,
         connect_args={
@@ -39,6 +41,18 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
             }
         },
     )
+    event.listen(engine.sync_engine.pool, "checkout", _discard_closed)
+    return engine
+
+
+def _discard_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Replace a pooled connection the server has closed (a restart, a terminated backend).
+
+    asyncpg notices the close without a round trip. The hot paths query the asyncpg connection
+    directly, so SQLAlchemy never sees their failures: without this, a dead connection would go
+    back to the pool after failing a request and fail the next one that gets it, for good."""
+    if record.driver_connection.is_closed():
+        raise exc.DisconnectionError("The database closed this connection.")
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:

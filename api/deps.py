@@ -80,15 +80,20 @@ _USER_SQL = (
 )
 
 
+async def driver(session: AsyncSession) -> asyncpg.Connection:
+    """The session's asyncpg connection. Before the session's first ORM statement, what is sent
+    on it runs outside the request's transaction, each statement committing by itself."""
+    connection = await (await session.connection()).get_raw_connection()
+    return cast(asyncpg.Connection, connection.driver_connection)
+
+
 async def load_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     """The signed-in user, read on every request so a suspension takes effect at once.
 
     A plain query on the request's connection: the ORM identity load costs more than the
     busiest route's own query. The object is not attached to the session; handlers read it.
     """
-    connection = await (await session.connection()).get_raw_connection()
-    driver = cast(asyncpg.Connection, connection.driver_connection)
-    row = await driver.fetchrow(_USER_SQL, user_id)
+    row = await (await driver(session)).fetchrow(_USER_SQL, user_id)
     if row is None:
         return None
     values = dict(row)

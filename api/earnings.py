@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.deps import CurrentAdmin, SessionDep, WorkerEvenSuspended
 from api.errors import Conflict, NotFound
 from api.models import User
-from api.schemas import ERROR_RESPONSES
+from api.schemas import ERROR_RESPONSES, MAX_BIGINT
 
 router = APIRouter(tags=["earnings"], responses=ERROR_RESPONSES)
 
@@ -161,7 +161,9 @@ async def earnings_route(
     worker: WorkerEvenSuspended,
     session: SessionDep,
     limit: int = Query(100, ge=1, le=500),
-    cursor: int | None = Query(None, ge=1, description="next_cursor of the previous page"),
+    cursor: int | None = Query(
+        None, ge=1, le=MAX_BIGINT, description="next_cursor of the previous page"
+    ),
 ) -> EarningsOut:
     """Your balances (pending, available, paid, and what awaits a decision) and every ledger
     entry, newest first, with its task, client and reason."""

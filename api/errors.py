@@ -15,6 +15,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from storage.errors import StorageUnavailable
 
@@ -61,6 +62,14 @@ class UnsupportedMediaType(DomainError):
     code = "unsupported_media_type"
 
 
+class TooManyRequests(DomainError):
+    code = "rate_limited"
+
+    def __init__(self, detail: str, *, retry_after_s: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s, **extra)
+        self.retry_after_s = retry_after_s
+
+
 HTTP_STATUS: dict[type[DomainError], int] = {
     NotAuthenticated: 401,
     Forbidden: 403,
@@ -69,6 +78,7 @@ HTTP_STATUS: dict[type[DomainError], int] = {
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     Invalid: 422,
+    TooManyRequests: 429,
 }
 
 _CODES_BY_STATUS = {
@@ -94,6 +104,8 @@ def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     status = next(s for cls, s in HTTP_STATUS.items() if isinstance(exc, cls))
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse(
         jsonable_encoder(error_body(exc.detail, exc.code, **exc.extra)),
         status_code=status,
@@ -113,9 +125,21 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _CODES_BY_STATUS.get(exc.status_code, "error")
-    return JSONResponse(
-        error_body(exc.detail, code), status_code=exc.status_code, headers=exc.headers
-    )
+    headers = exc.headers
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route matching the path only; `Allow` lists
+        # every method the path takes (RFC 9110), as GET and DELETE /v1/me are two routes.
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    return JSONResponse(error_body(exc.detail, code), status_code=exc.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def _storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -146,8 +170,32 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
+    # The server closed the connection: it restarts (57P01, 57P02) or the link broke (08xxx).
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.PostgresConnectionError,
     ConnectionError,
 )
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The database connection went away under the request, as asyncpg reports it (the hot
+    paths query the session's asyncpg connection directly) or through SQLAlchemy, which wraps
+    most of asyncpg's errors in a plain DBAPIError."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig.__cause__ or exc.orig if exc.orig is not None else exc
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        return True
+    # What asyncpg raises on any use of a connection it saw closed (SQLAlchemy's own test).
+    return isinstance(exc, asyncpg.exceptions.InterfaceError) and "connection is closed" in str(exc)
+
+
+def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if connection_lost(exc):
+        return _database_unavailable(request, exc)
+    raise exc  # a fault of the request or of the code: 500, as before
 
 
 def _invalid_data(request: Request, exc: Exception) -> JSONResponse:
@@ -166,5 +214,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
     for exception in DATABASE_UNAVAILABLE:
         app.add_exception_handler(exception, _database_unavailable)
+    app.add_exception_handler(sqlalchemy.exc.DBAPIError, _database_error)
+    app.add_exception_handler(asyncpg.exceptions.InterfaceError, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,18 +1,23 @@
 """What the clock does, every sweep interval, in its own transactions: expire overdue
 reservations, settle what waited too long in the worker's favour, and erase positions past
-their retention period."""
+their retention period; less often, remove uploads nothing references."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from api.me import purge_positions
+from api.rate_limits import forget_old_windows
+from api.reconcile import reconcile_uploads
 from api.reservations import sweep
 from api.settings import Settings
 from api.settlement import settle_overdue
+from storage import ObjectStore
 
 log = logging.getLogger("terrain.housekeeping")
 
@@ -28,6 +33,7 @@ async def sweep_once(sessionmaker: async_sessionmaker, settings: Settings) -> st
         log.info("sweep: %d submissions settled by the clock", settled)
     async with sessionmaker() as session, session.begin():
         purged = await purge_positions(session, days=settings.review.position_retention_days)
+        await forget_old_windows(session)
     if any(purged):
         log.info("sweep: positions erased from %d submissions and %d photos", *purged)
     return (
@@ -37,12 +43,29 @@ async def sweep_once(sessionmaker: async_sessionmaker, settings: Settings) -> st
     )
 
 
-async def sweep_forever(sessionmaker: async_sessionmaker, settings: Settings) -> None:
+async def reconcile(
+    sessionmaker: async_sessionmaker, store: ObjectStore, settings: Settings
+) -> str:
+    removed, deleted = await reconcile_uploads(
+        sessionmaker, store, grace_s=settings.storage.orphan_grace_s
+    )
+    if removed or deleted:
+        log.info("reconcile: %d abandoned uploads removed, %d orphans deleted", removed, deleted)
+    return f"{removed} abandoned uploads removed, {deleted} orphan objects deleted"
+
+
+async def sweep_forever(
+    sessionmaker: async_sessionmaker, settings: Settings, store: ObjectStore
+) -> None:
+    last_reconciled = -math.inf
     while True:
         try:
             await sweep_once(sessionmaker, settings)
+            if time.monotonic() - last_reconciled >= settings.storage.reconcile_interval_s:
+                await reconcile(sessionmaker, store, settings)
+                last_reconciled = time.monotonic()
         except asyncio.CancelledError:
             raise
-        except Exception:  # the database may be restarting; try again next round
+        except Exception:  # the database or the store may be restarting; try again next round
             log.exception("sweep failed")
         await asyncio.sleep(settings.work.sweep_interval_s)

@@ -49,8 +49,9 @@ tasks, workers find them nearby, reserve them, photograph and upload; the server
 **Distances.** Every distance is the geodesic on the WGS84 ellipsoid in metres (the distance
 PostGIS reports for `geography`), and nearby results are ranked by it exactly, anywhere on Earth.
 
-**Errors** are `{"detail": ..., "code": ...}`: 401 not signed in, 403 role refused, 404 not
-found or not yours, 409 conflict with the current state, 413 body too large, 422 invalid input.
+**Errors** are `{"detail": ..., "code": ...}`: 400 unreadable body, 401 not signed in, 403 role
+refused, 404 not found or not yours, 409 conflict with the current state, 413 body too large,
+422 invalid input.
 
 **Money** is integer cents with an ISO 4217 currency. Every task shows its estimated effective
 hourly rate: reward over on-site time plus walking time from the worker's position.
@@ -76,7 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         sweeper = None
         if settings.app.run_sweeper:
-            sweeper = asyncio.create_task(sweep_forever(app.state.sessionmaker, settings))
+            sweeper = asyncio.create_task(
+                sweep_forever(app.state.sessionmaker, settings, app.state.object_store)
+            )
         try:
             yield
         finally:

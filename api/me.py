@@ -20,7 +20,7 @@ from api.deps import SessionDep, SettingsDep, StorageDep, UserEvenSuspended, Wor
 from api.earnings import balances, entries
 from api.errors import NotAuthenticated
 from api.models import User
-from api.schemas import ERROR_RESPONSES, Body
+from api.schemas import ERROR_RESPONSES, MAX_BIGINT, Body
 from api.security import verify_password
 from api.settings import Settings
 from storage import ObjectStore
@@ -287,7 +287,7 @@ async def audit_route(
     user: UserEvenSuspended,
     session: SessionDep,
     limit: int = Query(100, ge=1, le=500),
-    cursor: int | None = Query(None, ge=1),
+    cursor: int | None = Query(None, ge=1, le=MAX_BIGINT),
 ) -> list[AuditEventOut]:
     """Every decision about your money or access, and everything you did, newest first:
     reviews, auto-approvals, appeals, disputes, suspensions, payouts."""

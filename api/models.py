@@ -332,6 +332,11 @@ class Photo(Base):
         Index("ix_photo_sha256", "sha256", postgresql_where=text("state = 'completed'")),
         Index("ix_photo_phash_bands", "phash_bands", postgresql_using="gin"),
         Index(
+            "ix_photo_sanitized_key",
+            "sanitized_key",
+            postgresql_where=text("sanitized_key IS NOT NULL"),
+        ),
+        Index(
             "ix_photo_pending_upload_expires_at",
             "upload_expires_at",
             postgresql_where=text("state = 'pending'"),

@@ -21,6 +21,7 @@ from api import audit
 from api.deps import CurrentWorker, SessionDep, SettingsDep, StorageDep
 from api.errors import Conflict, Invalid, NotFound
 from api.models import Campaign, Photo, PhotoState, Reservation, Store, Task, User
+from api.rate_limits import UploadLimit
 from api.reservations import lock_own_reservation, require_active
 from api.schemas import ERROR_RESPONSES, Body, PointGeometry
 from api.settings import Settings
@@ -370,7 +371,9 @@ async def complete_upload(
     return photo_out(photo, exif_point)
 
 
-@router.post("/v1/reservations/{reservation_id}/photos", status_code=201)
+@router.post(
+    "/v1/reservations/{reservation_id}/photos", status_code=201, dependencies=[UploadLimit]
+)
 async def grant_upload_route(
     reservation_id: uuid.UUID,
     body: PhotoGrantIn,
@@ -401,7 +404,9 @@ async def grant_upload_route(
     )
 
 
-@router.post("/v1/reservations/{reservation_id}/photos/{photo_id}/complete")
+@router.post(
+    "/v1/reservations/{reservation_id}/photos/{photo_id}/complete", dependencies=[UploadLimit]
+)
 async def complete_upload_route(
     reservation_id: uuid.UUID,
     photo_id: uuid.UUID,

@@ -33,6 +33,7 @@ from api.models import (
     TaskStatus,
     User,
 )
+from api.rate_limits import ReservationLimit
 from api.schemas import ERROR_RESPONSES
 from api.tasks import TaskOut, task_details
 
@@ -344,7 +345,12 @@ async def sweep(session: AsyncSession, *, alerts_per_hour: int) -> tuple[int, in
     return int(row[0]), len(reopened), int(row[2])
 
 
-@router.post("/v1/tasks/{task_id}/reservations", status_code=201)
+@router.post(
+    "/v1/tasks/{task_id}/reservations",
+    status_code=201,
+    dependencies=[ReservationLimit],
+    responses={200: {"model": ReservationOut, "description": "You already hold this task"}},
+)
 async def reserve_route(
     task_id: uuid.UUID,
     worker: CurrentWorker,

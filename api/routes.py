@@ -20,6 +20,7 @@ from api import audit
 from api.deps import CurrentWorker, SessionDep, SettingsDep
 from api.errors import Conflict, Invalid
 from api.models import Reservation, ReservationState, User
+from api.rate_limits import ReservationLimit
 from api.reservations import active_reservation_count, expire_stale_reservations_of, lock_worker
 from api.schemas import ERROR_RESPONSES, Body, Latitude, Longitude, PointGeometry
 from api.settings import Settings
@@ -413,7 +414,7 @@ async def suggest_route(
     return await suggest(session, body, settings)
 
 
-@router.post("/v1/routes/reserve", status_code=201)
+@router.post("/v1/routes/reserve", status_code=201, dependencies=[ReservationLimit])
 async def reserve_route_route(
     body: RouteReservationIn,
     worker: CurrentWorker,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import types
+from datetime import date, datetime
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
+# The largest PostgreSQL bigint: ids and cursors past it would fail in the driver, not here.
+MAX_BIGINT = 2**63 - 1
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 # Words a person must write (a comment, a message): not blank, bounded.
@@ -26,6 +30,46 @@ class Body(BaseModel):
         if _holds_nul(data):
             raise ValueError("text must not contain the NUL character (U+0000)")
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_types(cls, data: Any) -> Any:
+        # A body is JSON: a number is a JSON number, a yes/no a JSON boolean, a time a string.
+        # Without this, lax validation would take `true` for 1, "5" for 5 and 0 for 1970.
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name)
+                kind = _scalar_kind(field.annotation) if field is not None else None
+                if kind is not None and value is not None and not _is_json_kind(kind, value):
+                    raise ValueError(f"{name} must be a JSON {_KIND_NAMES[kind]}")
+        return data
+
+
+_KIND_NAMES: dict[Any, str] = {
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    datetime: "string (date-time)",
+    date: "string (date)",
+}
+
+
+def _scalar_kind(annotation: Any) -> Any:
+    """bool, int, float, datetime or date for a field of that type (or optional), else None."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, types.UnionType):
+        kinds = {_scalar_kind(arg) for arg in get_args(annotation) if arg is not type(None)}
+        return kinds.pop() if len(kinds) == 1 else None
+    return annotation if isinstance(annotation, type) and annotation in _KIND_NAMES else None
+
+
+def _is_json_kind(kind: Any, value: Any) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int or kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str)
 
 
 def _holds_nul(value: Any) -> bool:
@@ -100,11 +144,14 @@ class ErrorOut(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": description}
     for status, description in {
+        400: "The request body cannot be read (not UTF-8, say)",
         401: "Not signed in, or the token is invalid or expired",
         403: "The signed-in role may not use this route",
         404: "No such object, or not yours to see",
         409: "Conflict with the current state",
         413: "Request body too large",
         422: "Invalid input",
+        429: "Rate limited: retry after the Retry-After header's seconds",
+        503: "The database or the photo storage is unavailable: retry after Retry-After",
     }.items()
 }

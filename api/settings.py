@@ -54,6 +54,9 @@ class WorkSettings(BaseSettings):
     alert_areas_max: int = Field(5, ge=1, le=50)
     alerts_per_hour: int = Field(20, ge=1, le=1000)
     alerts_poll_s: float = Field(1.0, gt=0, le=30)
+    # Per-worker rate limits (requests a minute): taking work, and photo grants and checks.
+    reservations_per_minute: int = Field(30, ge=1, le=100_000)
+    uploads_per_minute: int = Field(60, ge=1, le=100_000)
 
 
 class ReviewSettings(BaseSettings):
@@ -100,6 +103,10 @@ class StorageSettings(BaseSettings):
     upload_ttl_s: int = Field(600, ge=30, le=900)
     download_ttl_s: int = Field(300, ge=30, le=3600)
     max_photo_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    # The reconciler: how long an unfinished upload or an unreferenced object may stay, and how
+    # often it looks.
+    orphan_grace_s: int = Field(3600, ge=60)
+    reconcile_interval_s: float = Field(3600.0, gt=0)
 
 
 class CheckSettings(BaseSettings):

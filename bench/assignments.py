@@ -2,10 +2,10 @@
 
 Reuses bench/nearby.py's database (a million open tasks over mainland France) and starts the
 real API under uvicorn. Concurrent clients ask for an assignment at spots where tasks are, either
-through the API or by running, on their own asyncpg connection and in one transaction, the
-statements the endpoint sends (same order, same parameters, same plans). Phases alternate
-(raw, api, raw, api, ...), each from the same state: the bench's reservations are undone, the
-tables vacuumed and a checkpoint taken in between.
+through the API or by running, on their own asyncpg connections, the statements the endpoint
+sends (same order, same transaction, same parameters, so the same plans; checked at the start,
+with the tasks both sides pick). Phases alternate (raw, api, raw, api, ...), each from the same
+state: the bench's reservations are undone, the tables vacuumed and a checkpoint taken between.
 
     python bench/assignments.py [--duration 15] [--rounds 3] [--concurrency 16]
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import statistics
 import sys
@@ -27,9 +28,10 @@ from typing import cast
 from urllib.parse import urlsplit
 
 import asyncpg
+import httpx
 import orjson
 import uvloop
-from sqlalchemy import TextClause
+from sqlalchemy import TextClause, event
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,23 +40,37 @@ sys.path.insert(0, str(ROOT))
 
 from api.assignments import _PICK, CANDIDATES, hourly_rate  # noqa: E402
 from api.deps import _USER_SQL  # noqa: E402
+from api.main import create_app  # noqa: E402
+from api.rate_limits import _HIT  # noqa: E402
 from api.security import issue_token  # noqa: E402
-from api.settings import AuthSettings, WorkSettings  # noqa: E402
-from api.tasks import _DETAILS, nearest_open_tasks  # noqa: E402
-from bench.nearby import CpuMeter, Server, _dsn, draw_points, prepare_database  # noqa: E402
-from bench.nearby import start_server as start_uvicorn  # noqa: E402
+from api.settings import (  # noqa: E402
+    AppSettings,
+    AuthSettings,
+    DatabaseSettings,
+    Settings,
+    WorkSettings,
+)
+from api.tasks import _DETAILS, _NEAREST_PLANAR, _NEAREST_SPHERE, nearest_open_tasks  # noqa: E402
+from bench.nearby import (  # noqa: E402
+    CpuMeter,
+    Server,
+    _dsn,
+    draw_points,
+    prepare_database,
+    start_server,
+)
 from geo.travel import DEFAULT_SPEEDS_KMH  # noqa: E402
 
 RADIUS_M = 2_000  # the endpoint's default
 MODE = "walk"
-EMAIL = "assignments-bench-{}@example.com"
+EMAIL = "assignments-bench-%s@example.com"  # a format() pattern
 GOAL = 0.70
 
 # --- the raw side: what the endpoint sends, statement by statement ---------------------------
 # The ORM statements as SQLAlchemy compiles them for asyncpg (logged with before_cursor_execute),
 # with the same parameters: a literal in place of a parameter would change the plans.
 
-LOCK_WORKER = 'SELECT "user".id FROM "user" WHERE "user".id = $1::UUID FOR UPDATE'
+LOCK_WORKER = 'SELECT "user".suspended_at FROM "user" WHERE "user".id = $1::UUID FOR UPDATE'
 ACTIVE_COUNT = (
     "SELECT count(*) AS count_1 FROM reservation WHERE reservation.worker_id = $1::UUID "
     "AND reservation.state = $2::reservation_state AND reservation.expires_at > now()"
@@ -98,6 +114,7 @@ def _positional(statement: TextClause) -> str:
     return str(statement.compile(dialect=asyncpg_dialect()))
 
 
+HIT = _HIT  # $1 user, $2 bucket
 PICK = _positional(_PICK)  # $1 ids, $2 worker
 DETAILS = _positional(_DETAILS)  # $1 ids
 
@@ -131,16 +148,34 @@ def ranked(rows: Sequence[asyncpg.Record]) -> list[asyncpg.Record]:
     return sorted(rows, key=key)
 
 
+@dataclass(frozen=True)
+class Limits:
+    cap: int  # active reservations
+    per_minute: int  # reservation requests
+
+
+@dataclass(frozen=True)
+class RawClient:
+    conn: asyncpg.Connection
+
+
 async def assign_raw(
-    conn: asyncpg.Connection, worker: uuid.UUID, lat: float, lon: float, cap: int
+    raw: RawClient, worker: uuid.UUID, spot: tuple[float, float], limits: Limits
 ) -> str | None:
-    """One assignment, the endpoint's statements in one transaction: the picked task's id, or
-    None (rolled back) when no task is left within the radius."""
+    """One assignment, the endpoint's statements: the picked task's id, or None (rolled back)
+    when no task is left within the radius."""
+    conn, (lat, lon) = raw.conn, spot
+    # As in the endpoint: the signed-in user is read before BEGIN (load_user runs straight on
+    # the asyncpg connection, and SQLAlchemy's adapter sends BEGIN with the first ORM statement),
+    # and so is the rate limit's count.
+    await conn.fetchrow(_USER_SQL, worker)
+    if (await conn.fetchrow(HIT, worker, "reservations"))["hits"] > limits.per_minute:
+        raise RuntimeError(f"worker {worker} is rate limited")
     try:
         async with conn.transaction():
-            await conn.fetchrow(_USER_SQL, worker)  # the signed-in user
-            await conn.fetchval(LOCK_WORKER, worker)
-            if await conn.fetchval(ACTIVE_COUNT, worker, "active") >= cap:
+            if await conn.fetchval(LOCK_WORKER, worker) is not None:
+                raise RuntimeError(f"worker {worker} is suspended")
+            if await conn.fetchval(ACTIVE_COUNT, worker, "active") >= limits.cap:
                 raise RuntimeError(f"worker {worker} is at the reservation cap")
             session = cast(AsyncSession, _BareSession(conn))
             rows = await nearest_open_tasks(
@@ -220,12 +255,12 @@ class Plan:
     workers: list[list[uuid.UUID]]
     tokens: list[list[str]]
     spots: list[list[tuple[float, float]]]
-    cap: int
+    limits: Limits
 
     def calls(self, client: int) -> Iterator[tuple[int, tuple[float, float]]]:
         """(worker index, spot): each worker takes ``cap`` assignments, the most it may hold."""
         for j, spot in enumerate(self.spots[client]):
-            yield j // self.cap, spot
+            yield j // self.limits.cap, spot
 
 
 Call = Callable[[int, tuple[float, float]], Awaitable[str | None]]
@@ -280,31 +315,22 @@ async def drive(
     return phase
 
 
-async def raw_phase(
-    dsn: str, plan: Plan, duration: float, meter: CpuMeter, db_settings: dict[str, str]
-) -> Phase:
-    conns = [
-        await asyncpg.connect(dsn, server_settings=db_settings) for _ in range(len(plan.spots))
-    ]
-    try:
+async def raw_phase(raws: list[RawClient], plan: Plan, duration: float, meter: CpuMeter) -> Phase:
+    def call(c: int) -> Call:
+        return lambda w, spot: assign_raw(raws[c], plan.workers[c][w], spot, plan.limits)
 
-        def call(conn: asyncpg.Connection, c: int) -> Call:
-            return lambda w, spot: assign_raw(conn, plan.workers[c][w], *spot, plan.cap)
-
-        return await drive("raw", plan, [call(k, c) for c, k in enumerate(conns)], duration, meter)
-    finally:
-        for conn in conns:
-            await conn.close()
+    return await drive("raw", plan, [call(c) for c in range(len(raws))], duration, meter)
 
 
 async def api_phase(server: Server, plan: Plan, duration: float, meter: CpuMeter) -> Phase:
-    https = [await Http.open(server.base_url) for _ in range(len(plan.spots))]
+    # Opened for each phase: uvicorn closes idle keep-alive connections after 5 s.
+    https = [await Http.open(server.base_url) for _ in plan.spots]
     try:
 
-        def call(http: Http, c: int) -> Call:
-            return lambda w, spot: assign_api(http, plan.tokens[c][w], *spot)
+        def call(c: int) -> Call:
+            return lambda w, spot: assign_api(https[c], plan.tokens[c][w], *spot)
 
-        return await drive("api", plan, [call(h, c) for c, h in enumerate(https)], duration, meter)
+        return await drive("api", plan, [call(c) for c in range(len(https))], duration, meter)
     finally:
         for http in https:
             await http.close()
@@ -320,13 +346,13 @@ async def bench_workers(conn: asyncpg.Connection, count: int) -> list[uuid.UUID]
         SELECT format($2, n), 'Bench worker ' || n, '!', 'worker' FROM generate_series(1, $1) n
         ON CONFLICT (email) DO NOTHING""",
         count,
-        EMAIL.replace("{}", "%s"),
+        EMAIL,
     )
     rows = await conn.fetch(
         """SELECT u.id FROM generate_series(1, $1) n JOIN "user" u ON u.email = format($2, n)
         ORDER BY n""",
         count,
-        EMAIL.replace("{}", "%s"),
+        EMAIL,
     )
     return [row["id"] for row in rows]
 
@@ -341,28 +367,83 @@ async def reset(conn: asyncpg.Connection, workers: list[uuid.UUID]) -> None:
         )
         await conn.execute("DELETE FROM reservation WHERE worker_id = ANY($1)", workers)
         await conn.execute("DELETE FROM audit_event WHERE actor_id = ANY($1)", workers)
-    await conn.execute('VACUUM task, reservation, audit_event, "user"')
+        await conn.execute("DELETE FROM rate_limit_window WHERE user_id = ANY($1)", workers)
+    await conn.execute('VACUUM task, reservation, audit_event, rate_limit_window, "user"')
     await conn.execute("CHECKPOINT")
 
 
-async def check_same_picks(
-    conn: asyncpg.Connection, server: Server, plan: Plan, count: int
+async def _endpoint_statements(dsn: str, token: str, spot: tuple[float, float]) -> list[str]:
+    """What one assignment sends through SQLAlchemy, the app run in-process to listen to it."""
+    url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+    app = create_app(Settings(app=AppSettings(run_sweeper=False), db=DatabaseSettings(url=url)))
+    sent: list[str] = []
+    async with app.router.lifespan_context(app):
+        engine = app.state.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", lambda *args: sent.append(args[2]))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+            answer = await http.post(
+                "/v1/assignments",
+                json={"lat": spot[0], "lon": spot[1]},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            if answer.status_code != 201:
+                raise SystemExit(f"assignment failed: {answer.status_code} {answer.text}")
+    return [" ".join(statement.split()) for statement in sent]
+
+
+async def _raw_statements(raw: RawClient, plan: Plan) -> list[str]:
+    """What the raw side sends, less what the endpoint sends on its asyncpg connection without
+    SQLAlchemy (the signed-in user, the candidate search: the same code on both sides) and
+    BEGIN/COMMIT."""
+    sent: list[str] = []
+
+    def log(query: asyncpg.connection.LoggedQuery) -> None:
+        sent.append(query.query)
+
+    raw.conn.add_query_logger(log)
+    try:
+        await assign_raw(raw, plan.workers[0][0], plan.spots[0][0], plan.limits)
+        await asyncio.sleep(0)  # loggers are called soon, not at once
+    finally:
+        raw.conn.remove_query_logger(log)
+    driver = {_USER_SQL, HIT, _NEAREST_PLANAR.sql, _NEAREST_SPHERE.sql}
+    return [
+        " ".join(q.split())
+        for q in sent
+        if q not in driver and not q.startswith(("BEGIN", "COMMIT"))
+    ]
+
+
+async def check_same_work(
+    conn: asyncpg.Connection, raw: RawClient, dsn: str, server: Server, plan: Plan, count: int
 ) -> None:
-    """One client, the first ``count`` spots, from the same state: both sides must pick the same
-    tasks, or the raw side is not doing the endpoint's work."""
+    """From the same state, both sides must send the same statements and, over the first
+    ``count`` spots of one client, pick the same tasks."""
+    workers = [w for ws in plan.workers for w in ws]
     calls = list(plan.calls(0))[:count]
-    raw = [await assign_raw(conn, plan.workers[0][w], *spot, plan.cap) for w, spot in calls]
-    await reset(conn, [w for ws in plan.workers for w in ws])
+    raw_picks = [await assign_raw(raw, plan.workers[0][w], spot, plan.limits) for w, spot in calls]
+    await reset(conn, workers)
     http = await Http.open(server.base_url)
     try:
-        api = [await assign_api(http, plan.tokens[0][w], *spot) for w, spot in calls]
+        api_picks = [await assign_api(http, plan.tokens[0][w], *spot) for w, spot in calls]
     finally:
         await http.close()
-    await reset(conn, [w for ws in plan.workers for w in ws])
-    differ = sum(a != b for a, b in zip(raw, api, strict=True))
-    print(f"same picks: {count - differ} of {count} spots ({raw.count(None)} without a task)")
+    await reset(conn, workers)
+    differ = sum(a != b for a, b in zip(raw_picks, api_picks, strict=True))
+    print(f"same picks: {count - differ} of {count} spots ({raw_picks.count(None)} without a task)")
     if differ:
         raise SystemExit("the raw side and the endpoint picked different tasks")
+
+    sent = await _raw_statements(raw, plan)  # after the picks: no type introspection left
+    await reset(conn, workers)
+    api = await _endpoint_statements(dsn, plan.tokens[0][0], plan.spots[0][0])
+    await reset(conn, workers)
+    if sent != api:
+        pairs = zip(sent, api, strict=False)
+        diff = "\n".join(f"  raw {r}\n  api {a}" for r, a in pairs if r != a)
+        raise SystemExit(f"the raw side no longer sends what the endpoint sends:\n{diff}")
+    print(f"same statements: the {len(api)} the endpoint sends through SQLAlchemy, in order")
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -391,7 +472,7 @@ def _percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] * 1000
 
 
-def _report(phases: list[Phase]) -> float:
+def _report(phases: list[Phase]) -> None:
     header = (
         f"{'round':>5} {'side':<4} | {'assignments/s':>13} {'no task':>7} | {'p50 ms':>7} "
         f"{'p99 ms':>7} | {'CPU ms/assignment: bench + API + db':>35}"
@@ -418,7 +499,6 @@ def _report(phases: list[Phase]) -> float:
     ratio = rates["api"] / rates["raw"]
     verdict = "met" if ratio >= GOAL else "NOT met"
     print(f"ratio api / raw: {ratio:.2f} (goal >= {GOAL:.2f}: {verdict})")
-    return ratio
 
 
 async def main() -> int:
@@ -426,42 +506,47 @@ async def main() -> int:
     args.layout = "random"
     await prepare_database(args)
     dsn = _dsn(args.pg, args.database)
-    cap = WorkSettings().reservation_cap
+    work = WorkSettings()
+    limits = Limits(cap=work.reservation_cap, per_minute=work.reservations_per_minute)
     conn = await asyncpg.connect(dsn)
     workers = await bench_workers(conn, args.concurrency * args.workers_per_client)
     await reset(conn, workers)  # an interrupted run may have left some
     auth = AuthSettings()
     tokens = [issue_token(w, "worker", auth)[0] for w in workers]
-    per_call = args.workers_per_client * cap
-    points = list(draw_points(args.seed, args.concurrency * per_call))  # where stores are
+    per_client = args.workers_per_client * limits.cap
+    points = list(draw_points(args.seed, args.concurrency * per_client))  # where stores are
+    clients = range(args.concurrency)
     plan = Plan(
-        workers=[workers[c :: args.concurrency] for c in range(args.concurrency)],
-        tokens=[tokens[c :: args.concurrency] for c in range(args.concurrency)],
-        spots=[points[c :: args.concurrency] for c in range(args.concurrency)],
-        cap=cap,
+        workers=[workers[c :: args.concurrency] for c in clients],
+        tokens=[tokens[c :: args.concurrency] for c in clients],
+        spots=[points[c :: args.concurrency] for c in clients],
+        limits=limits,
     )
+    # The API's own connection settings (api/db.py). The pool never makes a request wait, as
+    # every raw client has its own connection: one per request in flight.
     db_settings = {"statement_timeout": "5000", "timezone": "UTC", "application_name": "bench"}
     env = {
         "TERRAIN_DB_URL": dsn.replace("postgresql://", "postgresql+asyncpg://", 1),
-        # Every request in flight gets a connection at once, as every raw client has its own.
         "TERRAIN_DB_POOL_SIZE": str(args.concurrency),
         "TERRAIN_DB_MAX_OVERFLOW": "0",
         "TERRAIN_RUN_SWEEPER": "false",
     }
-    server = start_uvicorn("terrain", "api.main:create_app", "/v1/assignments", args.workers, env)
+    local = urlsplit(args.pg).hostname in ("127.0.0.1", "localhost", "::1")
+    server = start_server("terrain", "api.main:create_app", "/v1/assignments", args.workers, env)
+    connect = [asyncpg.connect(dsn, server_settings=db_settings) for _ in clients]
+    conns = await asyncio.gather(*connect)
+    raws = [RawClient(conn) for conn in conns]
     try:
-        meter = CpuMeter(
-            conn, server, local=urlsplit(args.pg).hostname in ("127.0.0.1", "localhost")
-        )
-        await check_same_picks(conn, server, plan, args.check)
+        meter = CpuMeter(conn, server, local=local)
+        await check_same_work(conn, raws[0], dsn, server, plan, args.check)
 
         async def phase(side: str, seconds: float) -> Phase:
             if side == "raw":
-                result = await raw_phase(dsn, plan, seconds, meter, db_settings)
+                result = await raw_phase(raws, plan, seconds, meter)
             else:
                 result = await api_phase(server, plan, seconds, meter)
             await reset(conn, workers)
-            print(f"  {side}: {result.rate:6.0f} assignments/s", flush=True)
+            print(f"  {side}: {result.rate:4.0f} assignments/s", flush=True)
             return result
 
         if args.warmup:
@@ -475,8 +560,10 @@ async def main() -> int:
                 phases.append(await phase(side, args.duration))
     finally:
         server.stop()
-        await conn.close()
+        for c in [*conns, conn]:
+            await c.close()
     _report(phases)
+    print(f"{os.cpu_count()} cores; load average at the end: {os.getloadavg()[1]:.1f} (5 min)")
     return 0
 
 

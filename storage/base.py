@@ -56,6 +56,11 @@ class ObjectStore(Protocol):
         """Idempotent: deleting an absent object is not an error."""
         ...
 
+    async def list_older(self, prefix: str, *, before: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` keys under ``prefix`` last written before ``before`` (aware UTC), for
+        the reconciler that removes objects nothing references."""
+        ...
+
     async def presign_download(
         self, key: str, *, expires_in_s: int, filename: str | None = None
     ) -> str: ...

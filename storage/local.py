@@ -301,6 +301,9 @@ class LocalObjectStore:
         path = self._path(key)
         await anyio.to_thread.run_sync(_delete, path)
 
+    async def list_older(self, prefix: str, *, before: datetime, limit: int) -> list[str]:
+        return await anyio.to_thread.run_sync(_list_older, self.root, prefix, before, limit)
+
     async def check(self) -> None:
         try:
             await anyio.to_thread.run_sync(_probe, self.root)
@@ -433,6 +436,23 @@ def _put(path: Path, data: bytes, content_type: str) -> None:
 
 def _remove(path: Path) -> None:
     path.unlink(missing_ok=True)
+
+
+def _list_older(root: Path, prefix: str, before: datetime, limit: int) -> list[str]:
+    keys: list[str] = []
+    cutoff = before.timestamp()
+    for folder, _, files in os.walk(root):
+        for name in sorted(files):
+            # Metadata sidecars and in-progress temporary files (leading dot) are not objects.
+            if name.endswith(META_SUFFIX) or name.startswith("."):
+                continue
+            path = Path(folder) / name
+            key = path.relative_to(root).as_posix()
+            if key.startswith(prefix) and path.stat().st_mtime < cutoff:
+                keys.append(key)
+                if len(keys) >= limit:
+                    return keys
+    return keys
 
 
 def _delete(path: Path) -> None:

@@ -194,6 +194,22 @@ class S3ObjectStore:
         # S3 answers 204 whether or not the key existed.
         await self._call(key, self._client.delete_object, Bucket=self.bucket, Key=key)
 
+    async def list_older(self, prefix: str, *, before: datetime, limit: int) -> list[str]:
+        return await self._call(None, self._list_older, prefix, before, limit)
+
+    def _list_older(self, prefix: str, before: datetime, limit: int) -> list[str]:
+        keys: list[str] = []
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                if item["LastModified"] < before:
+                    keys.append(item["Key"])
+                    if len(keys) >= limit:
+                        return keys
+        return keys
+
     async def presign_download(
         self, key: str, *, expires_in_s: int, filename: str | None = None
     ) -> str:

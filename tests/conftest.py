@@ -42,6 +42,7 @@ TEST_DB = os.environ.get("TERRAIN_TEST_DB_NAME", "terrain_test")
 # Append-only (a trigger refuses DELETE): emptied with TRUNCATE, which the trigger does not see.
 LEDGER_TABLES = ["ledger_entry", "payout_batch"]
 TABLES = [
+    "rate_limit_window",
     "appeal",
     "dispute",
     "suspension",

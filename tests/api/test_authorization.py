@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -338,3 +339,43 @@ async def test_other_clients_list_only_their_own_stores(http, world):
     other = world.accounts["other_client"]
     response = await http.get("/v1/stores", headers=other.headers)
     assert response.json()["items"] == []
+
+
+PRIVILEGED = {
+    "reward_cents": 1,
+    "status": "approved",
+    "worker_id": str(uuid.uuid4()),
+    "role": "admin",
+}
+# The rows whose body is JSON (not a sign-in form, a CSV or upload bytes), known from a world
+# of placeholders, for the callers who may use them.
+_PLACEHOLDERS = World({}, "s", "c", "t", "r", "p", "w@example.org")
+JSON_ROWS = [
+    pytest.param(method, path, make_kwargs, expected, id=f"{method} {path}")
+    for method, path, make_kwargs, expected in MATRIX
+    if make_kwargs is not None
+    and "json" in make_kwargs(_PLACEHOLDERS)
+    and any(200 <= status < 300 for status in expected)
+]
+
+
+@pytest.mark.parametrize(("method", "path", "make_kwargs", "expected"), JSON_ROWS)
+async def test_privileged_or_unknown_fields_are_refused_everywhere(
+    http, db, world, method, path, make_kwargs, expected
+):
+    kwargs = make_kwargs(world)
+    caller = CALLERS[next(i for i, status in enumerate(expected) if 200 <= status < 300)]
+    account = world.accounts[caller]
+    headers = kwargs.pop("headers", {}) | (account.headers if account else {})
+    url = path.format(
+        **vars(world), missing_id="00000000-0000-0000-0000-000000000000", bad_token="forged.token"
+    )
+    before = await table_fingerprint(db)
+    for field, value in PRIVILEGED.items():
+        body = kwargs["json"] | {field: value}
+        if field in kwargs["json"]:
+            continue  # a field the route takes (a registration's role) is checked on its own
+        response = await http.request(method, url, headers=headers, json=body)
+        assert response.status_code == 422, (field, response.text)
+        assert response.json()["code"] == "invalid_request"
+    assert await table_fingerprint(db) == before

@@ -17,6 +17,7 @@ APP_TABLES = [
     "organization",
     "payout_batch",
     "photo",
+    "rate_limit_window",
     "reservation",
     "store",
     "submission",

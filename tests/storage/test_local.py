@@ -500,3 +500,20 @@ async def test_check(store, root, tmp_path):
     )
     with pytest.raises(StorageUnavailable):
         await broken.check()
+
+
+async def test_listing_finds_the_objects_written_before_a_time(store, root):
+    for key in ("photos/a/1.jpg", "photos/b/2.jpg", "sanitized/3.jpg"):
+        await store.put(key, b"jpeg bytes", content_type="image/jpeg")
+    (root / "photos" / "a" / ".upload-in-progress").write_bytes(b"partial")
+    old = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    os.utime(root / "photos" / "a" / "1.jpg", (old, old))
+    cutoff = datetime(2026, 6, 1, tzinfo=UTC)
+    assert await store.list_older("photos/", before=cutoff, limit=10) == ["photos/a/1.jpg"]
+    everything = datetime.now(UTC).replace(year=2100)
+    assert sorted(await store.list_older("", before=everything, limit=10)) == [
+        "photos/a/1.jpg",
+        "photos/b/2.jpg",
+        "sanitized/3.jpg",
+    ]
+    assert len(await store.list_older("", before=everything, limit=2)) == 2

@@ -353,3 +353,16 @@ async def test_presigning_needs_no_network():
 
     assert grant.url.startswith(f"http://127.0.0.1:{port}/terrain-photos/{KEY}?X-Amz-")
     assert link.startswith(f"http://127.0.0.1:{port}/terrain-photos/{KEY}?X-Amz-")
+
+
+async def test_listing_finds_the_keys_written_before_a_time(s3_store):
+    for key in ("photos/a/1.jpg", "photos/b/2.jpg", "sanitized/3.jpg"):
+        await s3_store.put(key, PHOTO, content_type="image/jpeg")
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    assert await s3_store.list_older("photos/", before=later, limit=10) == [
+        "photos/a/1.jpg",
+        "photos/b/2.jpg",
+    ]
+    assert await s3_store.list_older("photos/", before=later, limit=1) == ["photos/a/1.jpg"]
+    earlier = datetime.now(UTC) - timedelta(minutes=1)
+    assert await s3_store.list_older("", before=earlier, limit=10) == []
