@@ -11,25 +11,25 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter
+import orjson
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import CurrentWorker, Public, SessionDep, SettingsDep
-from api.errors import Conflict, NotFound
-from api.models import User
+from api.deps import CurrentWorker, Public, SessionDep, SettingsDep, driver
+from api.errors import Conflict, Forbidden, NotFound
+from api.models import ReservationState, User
 from api.rate_limits import ReservationLimit
-from api.reservations import (
-    ReservationOut,
-    active_reservation_count,
-    lock_worker,
-    reservation_out,
-    reserve,
-)
+from api.reservations import ReservationOut
 from api.schemas import ERROR_RESPONSES, Body, Latitude, Longitude
 from api.settings import Settings
-from api.tasks import AVAILABLE_SQL, nearest_open_tasks
+from api.tasks import (
+    AVAILABLE_SQL,
+    DETAIL_COLUMNS,
+    DETAIL_JOINS,
+    nearest_open_tasks,
+    task_out_fields,
+)
 from geo.travel import DEFAULT_SPEEDS_KMH
 
 router = APIRouter(tags=["assignments"], responses=ERROR_RESPONSES)
@@ -78,35 +78,74 @@ def hourly_rate(reward_cents: int, onsite_minutes: float, travel_minutes: float)
     return reward_cents * 60 / (onsite_minutes + travel_minutes)
 
 
-_PICK = text(
-    f"""
-    SELECT t.id FROM task t
-    WHERE t.id = ANY(CAST(:ids AS uuid[]))
-      AND {AVAILABLE_SQL}
-      AND NOT EXISTS (SELECT 1 FROM submission s WHERE s.task_id = t.id AND s.worker_id = :worker)
-    ORDER BY array_position(CAST(:ids AS uuid[]), t.id)
-    LIMIT 1
-    FOR UPDATE OF t SKIP LOCKED
-    """
-)
+# The assignment runs on the request's asyncpg connection, in a transaction of its own, in four
+# statements (five when the picked task still carries an expired reservation): the endpoint's
+# time is the database's, not an ORM's. ``bench/assignments.py`` runs these same statements.
 
+# The worker's row, locked: concurrent assignments of one worker queue here, and a suspension
+# committed meanwhile is seen. With the count of their active reservations, for the cap.
+LOCK_WORKER_SQL = """
+    SELECT u.suspended_at,
+           (SELECT count(*) FROM reservation r
+            WHERE r.worker_id = u.id AND r.state = 'active' AND r.expires_at > now()) AS active
+    FROM "user" u WHERE u.id = $1
+    FOR UPDATE OF u
+"""
 
-async def assign(
-    session: AsyncSession, *, worker: User, body: AssignmentIn, settings: Settings
-) -> AssignmentOut:
-    await lock_worker(session, worker)
-    cap = settings.work.reservation_cap
-    if await active_reservation_count(session, worker.id) >= cap:
-        raise Conflict(
-            f"You already hold {cap} active reservations; release or finish one first.",
-            code="too_many_reservations",
-            cap=cap,
-        )
-    rows = await nearest_open_tasks(
-        session, lat=body.lat, lon=body.lon, radius_m=body.radius_m, limit=CANDIDATES
+# The best candidate still available, locked without waiting (another caller holding one moves
+# on to the next), and claimed. Locking by primary key, not over the KNN scan (see above).
+PICK_AND_CLAIM_SQL = f"""
+    WITH picked AS (
+        SELECT t.id, t.status AS previous_status FROM task t
+        WHERE t.id = ANY($1::uuid[])
+          AND {AVAILABLE_SQL}
+          AND NOT EXISTS (SELECT 1 FROM submission s WHERE s.task_id = t.id AND s.worker_id = $2)
+        ORDER BY array_position($1::uuid[], t.id)
+        LIMIT 1
+        FOR UPDATE OF t SKIP LOCKED
     )
-    metres_per_minute = DEFAULT_SPEEDS_KMH[body.mode] * 1000 / 60
-    ranked = sorted(
+    UPDATE task SET status = 'reserved', updated_at = now(),
+        -- Never beyond the end of the campaign.
+        reserved_until = least(now() + make_interval(mins => c.reservation_minutes), task.ends_at)
+    FROM picked, campaign c
+    WHERE task.id = picked.id AND c.id = task.campaign_id AND c.status = 'active'
+    RETURNING task.id, task.reserved_until, picked.previous_status::text
+"""
+
+# A task reserved past its expiry still has that reservation marked active: close it first.
+EXPIRE_STALE_SQL = """
+    WITH expired AS (
+        UPDATE reservation SET state = 'expired', ended_at = expires_at
+        WHERE task_id = $1 AND state = 'active' AND expires_at <= now()
+        RETURNING id, task_id, worker_id
+    )
+    INSERT INTO audit_event (action, object_type, object_id, data)
+    SELECT 'reservation.expired', 'reservation', id,
+           jsonb_build_object('task_id', task_id::text, 'worker_id', worker_id::text)
+    FROM expired
+"""
+
+# The reservation, its audit event, and the task's details for the answer.
+RESERVE_SQL = f"""
+    WITH r AS (
+        INSERT INTO reservation (task_id, worker_id, state, expires_at)
+        VALUES ($1, $2, 'active', $3)
+        RETURNING id, task_id, created_at, expires_at
+    ), logged AS (
+        INSERT INTO audit_event (actor_id, action, object_type, object_id, data)
+        SELECT $2, 'reservation.created', 'reservation', r.id,
+               jsonb_build_object('task_id', r.task_id::text, 'expires_at', $4::text)
+        FROM r
+    )
+    SELECT r.id AS reservation_id, r.created_at, r.expires_at, t.id AS task_id,{DETAIL_COLUMNS}
+    FROM r JOIN task t ON t.id = r.task_id{DETAIL_JOINS}
+"""
+
+
+def rank(rows: list[Any], mode: str) -> list[Any]:
+    """The candidates in the order of the published criteria."""
+    metres_per_minute = DEFAULT_SPEEDS_KMH[mode] * 1000 / 60
+    return sorted(
         rows,
         key=lambda r: (
             -hourly_rate(
@@ -116,37 +155,78 @@ async def assign(
             str(r["task_id"]),
         ),
     )
-    picked = (
-        await session.execute(
-            _PICK, {"ids": [str(r["task_id"]) for r in ranked], "worker": worker.id}
+
+
+async def assign(
+    session: AsyncSession, *, worker: User, body: AssignmentIn, settings: Settings
+) -> bytes:
+    """The JSON of an ``AssignmentOut``, built from the rows (see nearby_payload)."""
+    conn = await driver(session)
+    cap = settings.work.reservation_cap
+    async with conn.transaction():
+        suspended_at, active = await conn.fetchrow(LOCK_WORKER_SQL, worker.id)
+        if suspended_at is not None:
+            raise Forbidden(
+                "This account is suspended: GET /v1/me says why and how to appeal.",
+                code="account_suspended",
+            )
+        if active >= cap:
+            raise Conflict(
+                f"You already hold {cap} active reservations; release or finish one first.",
+                code="too_many_reservations",
+                cap=cap,
+            )
+        rows = await nearest_open_tasks(
+            session, lat=body.lat, lon=body.lon, radius_m=body.radius_m, limit=CANDIDATES
         )
-    ).scalar_one_or_none()
-    if picked is None:
-        raise NotFound(
-            "No open task for you within the radius right now.",
-            code="no_task_nearby",
-            radius_m=body.radius_m,
+        ranked = rank(rows, body.mode)
+        claimed = await conn.fetchrow(PICK_AND_CLAIM_SQL, [r["task_id"] for r in ranked], worker.id)
+        if claimed is None:
+            raise NotFound(
+                "No open task for you within the radius right now.",
+                code="no_task_nearby",
+                radius_m=body.radius_m,
+            )
+        task_id, reserved_until, previous_status = claimed
+        if previous_status == "reserved":
+            await conn.execute(EXPIRE_STALE_SQL, task_id)
+        reserved = await conn.fetchrow(
+            RESERVE_SQL, task_id, worker.id, reserved_until, reserved_until.isoformat()
         )
-    row = next(r for r in ranked if str(r["task_id"]) == str(picked))
-    reservation, _ = await reserve(session, task_id=picked, worker=worker, cap=cap)
-    travel_minutes = row["distance_m"] / metres_per_minute
-    return AssignmentOut(
-        reservation=await reservation_out(session, reservation),
-        distance_m=round(row["distance_m"], 1),
-        travel_minutes=round(travel_minutes, 1),
-        estimated_hourly_rate_cents=round(
+    row = next(r for r in ranked if r["task_id"] == task_id)
+    travel_minutes = row["distance_m"] / (DEFAULT_SPEEDS_KMH[body.mode] * 1000 / 60)
+    payload = {
+        "reservation": {
+            "id": reserved["reservation_id"],
+            "task_id": task_id,
+            "state": ReservationState.active.value,
+            "created_at": reserved["created_at"],
+            "expires_at": reserved["expires_at"],
+            "ended_at": None,
+            "task": task_out_fields(reserved),
+        },
+        "distance_m": round(row["distance_m"], 1),
+        "travel_minutes": round(travel_minutes, 1),
+        "estimated_hourly_rate_cents": round(
             hourly_rate(row["reward_cents"], row["onsite_minutes"], travel_minutes)
         ),
-    )
+    }
+    return orjson.dumps(payload, default=str, option=orjson.OPT_UTC_Z)
 
 
-@router.post("/v1/assignments", status_code=201, dependencies=[ReservationLimit])
+@router.post(
+    "/v1/assignments",
+    status_code=201,
+    response_model=AssignmentOut,
+    dependencies=[ReservationLimit],
+)
 async def assign_route(
     body: AssignmentIn, worker: CurrentWorker, session: SessionDep, settings: SettingsDep
-) -> AssignmentOut:
+) -> Response:
     """Pick and reserve, in one transaction, the best open task near the given position by the
     published criteria (GET /v1/assignments/criteria). 404 `no_task_nearby` when none is left."""
-    return await assign(session, worker=worker, body=body, settings=settings)
+    payload = await assign(session, worker=worker, body=body, settings=settings)
+    return Response(payload, status_code=201, media_type="application/json")
 
 
 @router.get("/v1/assignments/criteria", dependencies=[Public])

@@ -124,7 +124,7 @@ async def nearby_query(
     return NearbyQuery(lat=lat, lon=lon, radius_m=radius, limit=limit)
 
 
-_DETAIL_COLUMNS = """
+DETAIL_COLUMNS = """
            CASE WHEN t.status = 'reserved' AND t.reserved_until <= now() THEN 'open'
                 ELSE t.status::text END AS status, t.reward_cents, t.currency,
            t.ends_at AS available_until,
@@ -137,7 +137,7 @@ _DETAIL_COLUMNS = """
            s.geofence_radius_m, s.timezone, s.opening_hours
 """
 
-_DETAIL_JOINS = """
+DETAIL_JOINS = """
     JOIN campaign c ON c.id = t.campaign_id
     JOIN organization o ON o.id = c.organization_id
     JOIN store s ON s.id = t.store_id
@@ -209,7 +209,7 @@ def _nearest_statement(candidates: Any) -> _Statement:
         seen AS (SELECT count(*) AS seen, max(reach) AS farthest_reach FROM candidate),
         t AS (SELECT * FROM candidate ORDER BY distance_m, id::text COLLATE "C" LIMIT :limit)
         SELECT seen.seen, seen.farthest_reach, t.id AS task_id, t.distance_m,{_NEARBY_COLUMNS}
-        FROM seen LEFT JOIN (t{_DETAIL_JOINS.rstrip()}) ON true
+        FROM seen LEFT JOIN (t{DETAIL_JOINS.rstrip()}) ON true
         """
     ).compile(dialect=asyncpg_dialect())
     return _Statement(str(statement), tuple(statement.positiontup or ()))
@@ -257,14 +257,14 @@ def _search_plan(lat: float, lon: float, radius_m: float) -> _Search:
 
 _DETAILS = text(
     f"""
-    SELECT t.id AS task_id,{_DETAIL_COLUMNS}
-    FROM task t{_DETAIL_JOINS}
+    SELECT t.id AS task_id,{DETAIL_COLUMNS}
+    FROM task t{DETAIL_JOINS}
     WHERE t.id = ANY(:ids)
     """
 )
 
 
-def _task_out_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
+def task_out_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
     # Plain data: pydantic builds the nested models when it validates the response.
     return {
         "task_id": row["task_id"],
@@ -282,7 +282,7 @@ def _task_out_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
             "id": row["store_id"],
             "name": row["store_name"],
             "address": row["address"],
-            "location": {"coordinates": (row["lon"], row["lat"])},
+            "location": {"type": "Point", "coordinates": [row["lon"], row["lat"]]},
             "geofence_radius_m": row["geofence_radius_m"],
             "timezone": row["timezone"],
             "opening_hours": row["opening_hours"],
@@ -394,7 +394,7 @@ async def task_details(session: AsyncSession, task_id: uuid.UUID) -> TaskOut:
     row = (await session.execute(_DETAILS, {"ids": [task_id]})).first()
     if row is None:
         raise NotFound("No such task.", code="task_not_found")
-    return TaskOut(**_task_out_fields(row._mapping))
+    return TaskOut(**task_out_fields(row._mapping))
 
 
 @router.get("/v1/tasks/nearby", response_model=NearbyOut)

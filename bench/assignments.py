@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -31,14 +30,20 @@ import asyncpg
 import httpx
 import orjson
 import uvloop
-from sqlalchemy import TextClause, event
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.assignments import _PICK, CANDIDATES, hourly_rate  # noqa: E402
+from api.assignments import (  # noqa: E402
+    CANDIDATES,
+    EXPIRE_STALE_SQL,
+    LOCK_WORKER_SQL,
+    PICK_AND_CLAIM_SQL,
+    RESERVE_SQL,
+    rank,
+)
 from api.deps import _USER_SQL  # noqa: E402
 from api.main import create_app  # noqa: E402
 from api.rate_limits import _HIT  # noqa: E402
@@ -50,7 +55,7 @@ from api.settings import (  # noqa: E402
     Settings,
     WorkSettings,
 )
-from api.tasks import _DETAILS, _NEAREST_PLANAR, _NEAREST_SPHERE, nearest_open_tasks  # noqa: E402
+from api.tasks import nearest_open_tasks  # noqa: E402
 from bench.nearby import (  # noqa: E402
     CpuMeter,
     Server,
@@ -59,7 +64,6 @@ from bench.nearby import (  # noqa: E402
     prepare_database,
     start_server,
 )
-from geo.travel import DEFAULT_SPEEDS_KMH  # noqa: E402
 
 RADIUS_M = 2_000  # the endpoint's default
 MODE = "walk"
@@ -67,56 +71,8 @@ EMAIL = "assignments-bench-%s@example.com"  # a format() pattern
 GOAL = 0.70
 
 # --- the raw side: what the endpoint sends, statement by statement ---------------------------
-# The ORM statements as SQLAlchemy compiles them for asyncpg (logged with before_cursor_execute),
-# with the same parameters: a literal in place of a parameter would change the plans.
-
-LOCK_WORKER = 'SELECT "user".suspended_at FROM "user" WHERE "user".id = $1::UUID FOR UPDATE'
-ACTIVE_COUNT = (
-    "SELECT count(*) AS count_1 FROM reservation WHERE reservation.worker_id = $1::UUID "
-    "AND reservation.state = $2::reservation_state AND reservation.expires_at > now()"
-)
-_RESERVATION = (
-    "SELECT reservation.id, reservation.task_id, reservation.worker_id, reservation.state, "
-    "reservation.created_at, reservation.expires_at, reservation.ended_at FROM reservation "
-)
-HELD = _RESERVATION + (
-    "WHERE reservation.task_id = $1::UUID AND reservation.worker_id = $2::UUID "
-    "AND reservation.state = $3::reservation_state AND reservation.expires_at > now()"
-)
-CLAIM = (
-    "UPDATE task SET status=$1::task_status, reserved_until=least(now() + make_interval("
-    "$2::INTEGER, $3::INTEGER, $4::INTEGER, $5::INTEGER, $6::INTEGER, "
-    "campaign.reservation_minutes), task.ends_at), updated_at=now() FROM campaign "
-    "WHERE task.id = $7::UUID AND (task.status = $8::task_status OR task.status = "
-    "$9::task_status AND task.reserved_until <= now()) AND task.starts_at <= now() "
-    "AND task.ends_at > now() AND campaign.id = task.campaign_id "
-    "AND campaign.status = $10::campaign_status RETURNING task.id, task.reserved_until"
-)
-EXPIRE_STALE = (
-    "UPDATE reservation SET state=$1::reservation_state, ended_at=reservation.expires_at "
-    "WHERE reservation.task_id IN ($3::UUID) AND reservation.state = $2::reservation_state "
-    "AND reservation.expires_at <= now() "
-    "RETURNING reservation.id, reservation.task_id, reservation.worker_id"
-)
-INSERT_RESERVATION = (
-    "INSERT INTO reservation (task_id, worker_id, state, expires_at, ended_at) VALUES "
-    "($1::UUID, $2::UUID, $3::reservation_state, $4::TIMESTAMP WITH TIME ZONE, "
-    "$5::TIMESTAMP WITH TIME ZONE) RETURNING reservation.id, reservation.created_at"
-)
-REFRESH = _RESERVATION + "WHERE reservation.id = $1::UUID"
-AUDIT = (
-    "INSERT INTO audit_event (actor_id, action, object_type, object_id, data) VALUES "
-    "($1::UUID, $2::VARCHAR, $3::VARCHAR, $4::UUID, $5::JSONB) RETURNING audit_event.id"
-)
-
-
-def _positional(statement: TextClause) -> str:
-    return str(statement.compile(dialect=asyncpg_dialect()))
-
-
-HIT = _HIT  # $1 user, $2 bucket
-PICK = _positional(_PICK)  # $1 ids, $2 worker
-DETAILS = _positional(_DETAILS)  # $1 ids
+# The endpoint sends its statements on its asyncpg connection; the raw side sends the same ones
+# (imported from api.assignments), with the same parameters, in the same transaction.
 
 
 class _BareSession:
@@ -137,17 +93,6 @@ class _NoTask(Exception):
     pass
 
 
-def ranked(rows: Sequence[asyncpg.Record]) -> list[asyncpg.Record]:
-    """The published criteria, as api.assignments.assign ranks the candidates."""
-    per_minute = DEFAULT_SPEEDS_KMH[MODE] * 1000 / 60
-
-    def key(r: asyncpg.Record) -> tuple[float, float, str]:
-        rate = hourly_rate(r["reward_cents"], r["onsite_minutes"], r["distance_m"] / per_minute)
-        return -rate, r["distance_m"], str(r["task_id"])
-
-    return sorted(rows, key=key)
-
-
 @dataclass(frozen=True)
 class Limits:
     cap: int  # active reservations
@@ -165,39 +110,32 @@ async def assign_raw(
     """One assignment, the endpoint's statements: the picked task's id, or None (rolled back)
     when no task is left within the radius."""
     conn, (lat, lon) = raw.conn, spot
-    # As in the endpoint: the signed-in user is read before BEGIN (load_user runs straight on
-    # the asyncpg connection, and SQLAlchemy's adapter sends BEGIN with the first ORM statement),
-    # and so is the rate limit's count.
+    # As in the endpoint: the signed-in user is read and the rate limit counted before the
+    # assignment's own transaction.
     await conn.fetchrow(_USER_SQL, worker)
-    if (await conn.fetchrow(HIT, worker, "reservations"))["hits"] > limits.per_minute:
+    if (await conn.fetchrow(_HIT, worker, "reservations"))["hits"] > limits.per_minute:
         raise RuntimeError(f"worker {worker} is rate limited")
     try:
         async with conn.transaction():
-            if await conn.fetchval(LOCK_WORKER, worker) is not None:
+            suspended_at, active = await conn.fetchrow(LOCK_WORKER_SQL, worker)
+            if suspended_at is not None:
                 raise RuntimeError(f"worker {worker} is suspended")
-            if await conn.fetchval(ACTIVE_COUNT, worker, "active") >= limits.cap:
+            if active >= limits.cap:
                 raise RuntimeError(f"worker {worker} is at the reservation cap")
             session = cast(AsyncSession, _BareSession(conn))
             rows = await nearest_open_tasks(
                 session, lat=lat, lon=lon, radius_m=RADIUS_M, limit=CANDIDATES
             )
-            ids = [str(r["task_id"]) for r in ranked(rows)]
-            task = await conn.fetchval(PICK, ids, worker)
-            if task is None:
+            ids = [r["task_id"] for r in rank(rows, MODE)]
+            claimed = await conn.fetchrow(PICK_AND_CLAIM_SQL, ids, worker)
+            if claimed is None:
                 raise _NoTask
-            await conn.fetchval(LOCK_WORKER, worker)
-            await conn.fetchrow(HELD, task, worker, "active")
-            await conn.fetchval(ACTIVE_COUNT, worker, "active")
-            claim = (task, "open", "reserved", "active")
-            claimed = await conn.fetchrow(CLAIM, "reserved", 0, 0, 0, 0, 0, *claim)
-            await conn.fetch(EXPIRE_STALE, "expired", "active", task)
-            expires_at = claimed["reserved_until"]
-            row = await conn.fetchrow(INSERT_RESERVATION, task, worker, "active", expires_at, None)
-            await conn.fetchrow(REFRESH, row["id"])
-            data = json.dumps({"task_id": str(task), "expires_at": expires_at.isoformat()})
-            action = ("reservation.created", "reservation")
-            await conn.fetchval(AUDIT, worker, *action, row["id"], data)
-            await conn.fetch(DETAILS, [task])
+            task, reserved_until, previous_status = claimed
+            if previous_status == "reserved":
+                await conn.execute(EXPIRE_STALE_SQL, task)
+            await conn.fetchrow(
+                RESERVE_SQL, task, worker, reserved_until, reserved_until.isoformat()
+            )
             return str(task)
     except _NoTask:
         return None
@@ -372,47 +310,52 @@ async def reset(conn: asyncpg.Connection, workers: list[uuid.UUID]) -> None:
     await conn.execute("CHECKPOINT")
 
 
-async def _endpoint_statements(dsn: str, token: str, spot: tuple[float, float]) -> list[str]:
-    """What one assignment sends through SQLAlchemy, the app run in-process to listen to it."""
+def _logger(sent: list[str]) -> Callable[[asyncpg.connection.LoggedQuery], None]:
+    return lambda query: sent.append(" ".join(query.query.split()))
+
+
+async def _endpoint_statements(dsn: str, token: str, spots: list[tuple[float, float]]) -> list[str]:
+    """What the last of these assignments sends, the app run in-process to listen to its
+    connection (the first ones leave the connection set up: no type introspection left)."""
     url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-    app = create_app(Settings(app=AppSettings(run_sweeper=False), db=DatabaseSettings(url=url)))
+    settings = Settings(
+        app=AppSettings(run_sweeper=False), db=DatabaseSettings(url=url, pool_size=1)
+    )
+    app = create_app(settings)
     sent: list[str] = []
     async with app.router.lifespan_context(app):
-        engine = app.state.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", lambda *args: sent.append(args[2]))
+        pool = app.state.engine.sync_engine.pool
+        event.listen(
+            pool,
+            "connect",
+            lambda _, record: record.driver_connection.add_query_logger(_logger(sent)),
+        )
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
-            answer = await http.post(
-                "/v1/assignments",
-                json={"lat": spot[0], "lon": spot[1]},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            if answer.status_code != 201:
-                raise SystemExit(f"assignment failed: {answer.status_code} {answer.text}")
-    return [" ".join(statement.split()) for statement in sent]
+            for spot in spots:
+                sent.clear()
+                answer = await http.post(
+                    "/v1/assignments",
+                    json={"lat": spot[0], "lon": spot[1]},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                if answer.status_code != 201:
+                    raise SystemExit(f"assignment failed: {answer.status_code} {answer.text}")
+                await asyncio.sleep(0)  # loggers are called soon, not at once
+    return sent
 
 
 async def _raw_statements(raw: RawClient, plan: Plan) -> list[str]:
-    """What the raw side sends, less what the endpoint sends on its asyncpg connection without
-    SQLAlchemy (the signed-in user, the candidate search: the same code on both sides) and
-    BEGIN/COMMIT."""
+    """What the raw side sends for one assignment."""
     sent: list[str] = []
-
-    def log(query: asyncpg.connection.LoggedQuery) -> None:
-        sent.append(query.query)
-
+    log = _logger(sent)
     raw.conn.add_query_logger(log)
     try:
         await assign_raw(raw, plan.workers[0][0], plan.spots[0][0], plan.limits)
         await asyncio.sleep(0)  # loggers are called soon, not at once
     finally:
         raw.conn.remove_query_logger(log)
-    driver = {_USER_SQL, HIT, _NEAREST_PLANAR.sql, _NEAREST_SPHERE.sql}
-    return [
-        " ".join(q.split())
-        for q in sent
-        if q not in driver and not q.startswith(("BEGIN", "COMMIT"))
-    ]
+    return sent
 
 
 async def check_same_work(
@@ -437,13 +380,13 @@ async def check_same_work(
 
     sent = await _raw_statements(raw, plan)  # after the picks: no type introspection left
     await reset(conn, workers)
-    api = await _endpoint_statements(dsn, plan.tokens[0][0], plan.spots[0][0])
+    api = await _endpoint_statements(dsn, plan.tokens[0][0], plan.spots[0][:3][::-1])
     await reset(conn, workers)
     if sent != api:
         pairs = zip(sent, api, strict=False)
         diff = "\n".join(f"  raw {r}\n  api {a}" for r, a in pairs if r != a)
         raise SystemExit(f"the raw side no longer sends what the endpoint sends:\n{diff}")
-    print(f"same statements: the {len(api)} the endpoint sends through SQLAlchemy, in order")
+    print(f"same statements: the {len(api)} the endpoint sends, in order")
 
 
 # --- main --------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections import Counter
 
 import httpx
@@ -60,6 +61,43 @@ async def test_assignments_follow_the_published_ranking(http, factory, db):
         assert (capped.status_code, capped.json()["code"]) == (409, "too_many_reservations")
     assert got == expected[:9]
     assert await db.fetchval("SELECT count(*) FROM reservation WHERE state = 'active'") == 9
+
+
+async def test_the_assignment_answer_is_the_reservation_as_read_back(http, factory, db):
+    client = await factory.account(Role.client)
+    worker = await factory.account(Role.worker)
+    (store,) = await factory.stores_at(client.organization_id, [SPOT])
+    _, (task_id,) = await factory.campaign(client, [store], reward_cents=900, onsite_minutes=15)
+    # The task carries a reservation that expired: the assignment closes it first.
+    await db.execute(
+        "UPDATE task SET status = 'reserved', reserved_until = now() - interval '1 minute'"
+    )
+    stale = await db.fetchval(
+        "INSERT INTO reservation (task_id, worker_id, state, expires_at, created_at) "
+        "VALUES ($1, $2, 'active', now() - interval '1 minute', now() - interval '1 hour') "
+        "RETURNING id",
+        task_id,
+        (await factory.account(Role.worker)).id,
+    )
+    answer = await http.post(
+        "/v1/assignments", headers=worker.headers, json={"lat": SPOT[0], "lon": SPOT[1]}
+    )
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert (body["distance_m"], body["travel_minutes"], body["estimated_hourly_rate_cents"]) == (
+        0.0,
+        0.0,
+        3600,
+    )
+    read_back = await http.get(
+        f"/v1/reservations/{body['reservation']['id']}", headers=worker.headers
+    )
+    assert body["reservation"] == read_back.json()
+    assert body["reservation"]["task"]["status"] == "reserved"
+    states = dict(await db.fetch("SELECT id, state::text FROM reservation"))
+    assert states == {stale: "expired", uuid.UUID(body["reservation"]["id"]): "active"}
+    actions = [r[0] for r in await db.fetch("SELECT action FROM audit_event ORDER BY id")]
+    assert actions == ["reservation.expired", "reservation.created"]
 
 
 async def test_no_task_nearby_says_how_far_it_looked(http, factory):
