@@ -2,10 +2,12 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml README.md alembic.ini requirements.lock ./
 COPY api ./api
 COPY geo ./geo
-RUN pip install . && useradd --system --no-create-home terrain
+COPY storage ./storage
+COPY validation ./validation
+RUN pip install -c requirements.lock . && useradd --system --no-create-home terrain
 USER terrain
 EXPOSE 8000
 CMD ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--workers", "2"]

@@ -16,8 +16,8 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 export TERRAIN_DB_URL ?= postgresql+asyncpg://$(PG_USER)@$(PG_HOST):$(PG_PORT)/$(DB_NAME)
 export TERRAIN_TEST_DB_ADMIN_URL ?= postgresql+asyncpg://$(PG_USER)@$(PG_HOST):$(PG_PORT)/postgres
 
-.PHONY: run test deps postgis database migrate seed lint bench-nearby bench-routing \
-	bench-route-endpoint bench-assignments bench-validation clean
+.PHONY: run test deps lock audit postgis database migrate seed lint bench-nearby bench-routing \
+	bench-route-endpoint bench-assignments bench-validation bench-load clean
 
 run: deps postgis database migrate seed
 	$(BIN)/uvicorn api.main:create_app --factory --host $(HOST) --port $(PORT)
@@ -27,11 +27,26 @@ test: deps postgis
 
 deps: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Installed with the lock file as constraints: every dependency at the version CI ran.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
 	touch $@
+
+# Pin every dependency, direct and transitive, at what a fresh install resolves now.
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install -q -e '.[dev]'
+	{ echo "# Every dependency of '.[dev]', direct and transitive, pinned: \`make deps\` installs with it as"; \
+	  echo "# constraints, so every machine runs what CI ran. Regenerate with \`make lock\`."; \
+	  .lockenv/bin/pip freeze --exclude-editable; } > requirements.lock
+	rm -rf .lockenv
+
+# Known vulnerabilities in the locked set (needs the PyPI vulnerability service).
+audit: deps
+	$(BIN)/pip install -q pip-audit
+	$(BIN)/pip-audit -r requirements.lock --no-deps --disable-pip --progress-spinner off
 
 # PostgreSQL with PostGIS: installed with apt when missing, started when stopped.
 postgis:
@@ -77,6 +92,9 @@ bench-route-endpoint: deps postgis
 
 bench-assignments: deps postgis
 	$(BIN)/python bench/assignments.py
+
+bench-load: deps postgis
+	$(BIN)/python bench/load.py
 
 bench-validation: deps
 	$(BIN)/python bench/validation.py
