@@ -389,6 +389,8 @@ class Submission(Base):
     # A reviewer claims an item before deciding it; the claim lapses by itself.
     claimed_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     claim_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The JSON answered when it was created: a replay with the same key returns these bytes.
+    first_answer: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         UniqueConstraint("worker_id", "idempotency_key", name="uq_submission_worker_key"),

@@ -136,13 +136,17 @@ async def grant_upload(
 ) -> PhotoGrantOut:
     reservation = await lock_own_reservation(session, reservation_id=reservation_id, worker=worker)
     require_active(reservation)
+    earlier = None
     if idempotency_key is not None:
         earlier = await session.scalar(
             select(Photo).where(
                 Photo.reservation_id == reservation.id, Photo.idempotency_key == idempotency_key
             )
         )
-        if earlier is not None:
+        # A pending slot whose URL expired counts no more: it comes back only if there is room.
+        if earlier is not None and not (
+            earlier.state == PhotoState.pending and earlier.upload_expires_at <= datetime.now(UTC)
+        ):
             return await _regrant(store, earlier, body, settings)
     if body.size_bytes > settings.storage.max_photo_bytes:
         raise Invalid(
@@ -173,6 +177,8 @@ async def grant_upload(
             code="too_many_photos",
             max_photos=max_photos,
         )
+    if earlier is not None:
+        return await _regrant(store, earlier, body, settings)
     photo_id = uuid.uuid4()
     ttl = settings.storage.upload_ttl_s
     photo = Photo(
@@ -233,7 +239,10 @@ async def _regrant(
             photo_id=str(photo.id),
             state=photo.state.value,
         )
-    return await _grant_out(store, photo, settings.storage.upload_ttl_s)
+    granted = await _grant_out(store, photo, settings.storage.upload_ttl_s)
+    # The slot counts against the maximum, and the reconciler spares it, while this URL works.
+    photo.upload_expires_at = granted.upload.expires_at
+    return granted
 
 
 class UploadRefused(Invalid):

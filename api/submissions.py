@@ -456,7 +456,9 @@ IdempotencyKey = Annotated[
 ]
 
 
-@router.post("/v1/reservations/{reservation_id}/submit", status_code=201)
+@router.post(
+    "/v1/reservations/{reservation_id}/submit", status_code=201, response_model=SubmissionOut
+)
 async def submit_route(
     reservation_id: uuid.UUID,
     body: SubmitIn,
@@ -464,11 +466,12 @@ async def submit_route(
     worker: CurrentWorker,
     session: SessionDep,
     settings: SettingsDep,
-    response: Response,
-) -> SubmissionOut:
+) -> Response:
     """Submit the reservation's checked photos with the device's position fix. Returns the
     validation report (each check with its measured value, threshold and message) and the
-    verdict: `accepted`, `needs_review` (a person looks) or `rejected` (with the reasons)."""
+    verdict: `accepted`, `needs_review` (a person looks) or `rejected` (with the reasons).
+    A retry with the same key and body gets the first answer again, the same bytes, with
+    `Idempotent-Replayed: true`; `GET /v1/submissions/{id}` says where it stands now."""
     submission, created = await submit(
         session,
         reservation_id=reservation_id,
@@ -477,9 +480,15 @@ async def submit_route(
         body=body,
         settings=settings,
     )
-    if not created:
-        response.headers["Idempotent-Replayed"] = "true"
-    return await submission_out(session, submission, settings)
+    if created or submission.first_answer is None:
+        answer = (await submission_out(session, submission, settings)).model_dump_json()
+        if created:
+            submission.first_answer = answer
+            await session.flush()
+    else:
+        answer = submission.first_answer
+    headers = {} if created else {"Idempotent-Replayed": "true"}
+    return Response(answer, status_code=201, media_type="application/json", headers=headers)
 
 
 @router.get("/v1/submissions/{submission_id}")
