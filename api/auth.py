@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Literal
 
 from anyio import to_thread
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Form
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import EmailStr, Field, StringConstraints, model_validator
 from sqlalchemy import func, select
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.deps import Public, SessionDep, SettingsDep, UserEvenSuspended
 from api.errors import Conflict, Invalid, NotAuthenticated
 from api.models import Organization, Role, User
-from api.schemas import ERROR_RESPONSES, Body, Out
+from api.schemas import ERROR_RESPONSES, Body, Out, trimmed_min
 from api.security import hash_password, issue_token, verify_password
 from api.suspensions import SuspensionOut, latest_suspension, suspension_out
 
@@ -29,14 +29,14 @@ Password = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1
 
 
 class NewOrganization(Body):
-    name: str = Field(min_length=2, max_length=200)
+    name: str = Field(min_length=2, max_length=200, pattern=trimmed_min(2))
     description: str = Field("", max_length=2000)
 
 
 class Registration(Body):
     email: EmailStr
     password: Password
-    display_name: str = Field(min_length=1, max_length=200)
+    display_name: str = Field(min_length=1, max_length=200, pattern=trimmed_min(1))
     role: Literal["worker", "client"] = "worker"
     organization: NewOrganization | None = Field(
         None, description="Clients: create this organization (you become its first member)."
@@ -183,9 +183,34 @@ async def register_route(form: Registration, session: SessionDep) -> UserOut:
     return await user_out(session, user)
 
 
+class PasswordForm(OAuth2PasswordRequestForm):
+    """The OAuth2 password form, its schema saying what it takes: an empty field reads as
+    missing, so the username and the password are at least one character; a form field has
+    no null, so grant_type is "password" or left out."""
+
+    def __init__(
+        self,
+        *,
+        grant_type: Annotated[str, Form(pattern="^password$")] = "password",
+        username: Annotated[str, Form(min_length=1)],
+        password: Annotated[str, Form(min_length=1, json_schema_extra={"format": "password"})],
+        scope: Annotated[str, Form()] = "",
+        client_id: Annotated[str | None, Form()] = None,
+        client_secret: Annotated[str | None, Form(json_schema_extra={"format": "password"})] = None,
+    ) -> None:
+        super().__init__(
+            grant_type=grant_type,
+            username=username,
+            password=password,
+            scope=scope,
+            client_id=client_id,
+            client_secret=client_secret,
+        )
+
+
 @router.post("/v1/auth/token", dependencies=[Public])
 async def token_route(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[PasswordForm, Depends()],
     session: SessionDep,
     settings: SettingsDep,
 ) -> TokenOut:

@@ -17,7 +17,7 @@ from api.alerts import raise_alerts
 from api.deps import CurrentClient, SessionDep, SettingsDep
 from api.errors import Invalid, NotFound
 from api.models import Campaign, CampaignStatus, Store, Task, TaskStatus, User
-from api.schemas import ERROR_RESPONSES, Body, valid_polygon
+from api.schemas import ERROR_RESPONSES, Body, trimmed_min, valid_polygon
 from api.settings import WorkSettings
 from api.stores import bbox_filter, parse_bbox
 
@@ -54,9 +54,12 @@ class Target(Body):
 
 
 class CampaignIn(Body):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=trimmed_min(1))
     purpose: str = Field(
-        min_length=3, max_length=2000, description="Why the photos are needed; shown to workers"
+        min_length=3,
+        max_length=2000,
+        pattern=trimmed_min(3),
+        description="Why the photos are needed; shown to workers",
     )
     instructions: str = Field("", max_length=5000)
     min_photos: int = Field(1, ge=1, le=20)

@@ -37,7 +37,7 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
             "server_settings": {
                 "statement_timeout": str(settings.statement_timeout_ms),
                 "timezone": "UTC",
-                "application_name": "terrain-api",
+                "application_name": settings.application_name,
             }
         },
     )

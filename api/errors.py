@@ -6,6 +6,8 @@ status code and renders every error, including FastAPI's own, as ``{"detail", "c
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
 import asyncpg
@@ -15,7 +17,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Route
+from starlette.routing import compile_path
 
 from storage.errors import StorageUnavailable
 
@@ -126,20 +128,33 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _CODES_BY_STATUS.get(exc.status_code, "error")
     headers = exc.headers
-    if exc.status_code == 405:
+    allowed = _allowed_methods(request) if exc.status_code == 405 else None
+    if allowed:
         # Starlette names the methods of the first route matching the path only; `Allow` lists
-        # every method the path takes (RFC 9110), as GET and DELETE /v1/me are two routes.
-        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        # every method the path takes (RFC 9110): GET and DELETE /v1/me are two routes.
+        headers = {**(headers or {}), "Allow": allowed}
     return JSONResponse(error_body(exc.detail, code), status_code=exc.status_code, headers=headers)
 
 
-def _allowed_methods(request: Request) -> str:
+_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """The methods the API documents for this path, or None for an undocumented path."""
     path = request.scope["path"]
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
-            methods |= route.methods
-    return ", ".join(sorted(methods))
+    methods = {
+        method.upper()
+        for template, operations in request.app.openapi().get("paths", {}).items()
+        if _path_pattern(template).match(path)
+        for method in operations
+        if method in _METHODS
+    }
+    return ", ".join(sorted(methods)) or None
+
+
+@functools.cache
+def _path_pattern(template: str) -> re.Pattern[str]:
+    return compile_path(template)[0]
 
 
 def _storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -179,17 +194,27 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
 
 
 def connection_lost(exc: BaseException) -> bool:
-    """The database connection went away under the request, as asyncpg reports it (the hot
-    paths query the session's asyncpg connection directly) or through SQLAlchemy, which wraps
-    most of asyncpg's errors in a plain DBAPIError."""
+    """The database went away under the request, or refused it a connection, as asyncpg reports
+    it (the hot paths query the session's asyncpg connection directly) or through SQLAlchemy,
+    which wraps most of asyncpg's errors in a plain DBAPIError."""
     if isinstance(exc, sqlalchemy.exc.DBAPIError):
         if exc.connection_invalidated:
             return True
         exc = exc.orig.__cause__ or exc.orig if exc.orig is not None else exc
     if isinstance(exc, DATABASE_UNAVAILABLE):
         return True
-    # What asyncpg raises on any use of a connection it saw closed (SQLAlchemy's own test).
-    return isinstance(exc, asyncpg.exceptions.InterfaceError) and "connection is closed" in str(exc)
+    message = str(exc)
+    # asyncpg's words for a connection it saw closed (SQLAlchemy's own test), and for one used
+    # after the server's last message (57P01, sent while it was idle) but before asyncpg saw
+    # the close; PostgreSQL's for a database closed to new connections (ALLOW_CONNECTIONS).
+    return (
+        (isinstance(exc, asyncpg.exceptions.InterfaceError) and "connection is closed" in message)
+        or (type(exc) is asyncpg.exceptions.InternalClientError and "another operation" in message)
+        or (
+            isinstance(exc, asyncpg.exceptions.ObjectNotInPrerequisiteStateError)
+            and "not currently accepting connections" in message
+        )
+    )
 
 
 def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -214,7 +239,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
     for exception in DATABASE_UNAVAILABLE:
         app.add_exception_handler(exception, _database_unavailable)
-    app.add_exception_handler(sqlalchemy.exc.DBAPIError, _database_error)
-    app.add_exception_handler(asyncpg.exceptions.InterfaceError, _database_error)
+    for exception in (
+        sqlalchemy.exc.DBAPIError,
+        asyncpg.exceptions.InterfaceError,
+        asyncpg.exceptions.InternalClientError,
+        asyncpg.exceptions.ObjectNotInPrerequisiteStateError,
+    ):
+        app.add_exception_handler(exception, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

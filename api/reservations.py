@@ -206,15 +206,25 @@ async def reserve(
 async def _explain_refusal(session: AsyncSession, task_id: uuid.UUID) -> None:
     row = (
         await session.execute(
-            select(Task.status, Task.reserved_until, Task.starts_at, Task.ends_at, Campaign.status)
+            select(
+                Task.status,
+                Task.starts_at,
+                Task.ends_at,
+                Campaign.status,
+                (Task.starts_at <= func.now()) & (Task.ends_at > func.now()),
+            )
             .join(Campaign, Campaign.id == Task.campaign_id)
             .where(Task.id == task_id)
         )
     ).first()
     if row is None:
         raise NotFound("No such task.", code="task_not_found")
-    status, _, starts_at, ends_at, campaign_status = row
-    if status == TaskStatus.reserved:
+    status, starts_at, ends_at, campaign_status, in_window = row
+    # This read is newer than the claim's: an open task in its window was held when the claim
+    # looked, and released since.
+    if status == TaskStatus.reserved or (
+        status == TaskStatus.open and campaign_status == CampaignStatus.active and in_window
+    ):
         raise Conflict("Another worker holds this task.", code="task_taken")
     if status == TaskStatus.open and campaign_status == CampaignStatus.active:
         raise Conflict(

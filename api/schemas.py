@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import types
-from datetime import date, datetime
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    model_validator,
+)
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
@@ -14,8 +19,19 @@ from shapely.geometry.base import BaseGeometry
 MAX_BIGINT = 2**63 - 1
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+
+
+def trimmed_min(length: int) -> str:
+    """A pattern for text a body trims, at least ``length`` characters once trimmed: the
+    schema's minLength alone would count the spaces that trimming removes."""
+    return r"\S" if length <= 1 else rf"\S[\s\S]{{{length - 2},}}\S"
+
+
 # Words a person must write (a comment, a message): not blank, bounded.
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=4000, pattern=trimmed_min(1)),
+]
 
 
 class Body(BaseModel):
@@ -33,43 +49,51 @@ class Body(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _json_types(cls, data: Any) -> Any:
-        # A body is JSON: a number is a JSON number, a yes/no a JSON boolean, a time a string.
-        # Without this, lax validation would take `true` for 1, "5" for 5 and 0 for 1970.
-        if isinstance(data, dict):
+    def _json_types(cls, data: Any, info: ValidationInfo) -> Any:
+        # Each value has the JSON type the schema declares for it. Without this, lax validation
+        # would read `true` as 1, "5" as 5 and a number as a Unix time. Text sources (a CSV
+        # file) validate with TEXT_VALUES: there, every value is a string to read.
+        if isinstance(data, dict) and not (info.context or {}).get("text_values"):
+            declared = _declared_json_types(cls)
             for name, value in data.items():
-                field = cls.model_fields.get(name)
-                kind = _scalar_kind(field.annotation) if field is not None else None
-                if kind is not None and value is not None and not _is_json_kind(kind, value):
-                    raise ValueError(f"{name} must be a JSON {_KIND_NAMES[kind]}")
+                types = declared.get(name)
+                if types and not _has_json_type(value, types):
+                    raise ValueError(f"{name} must be a JSON {' or '.join(sorted(types))}")
         return data
 
 
-_KIND_NAMES: dict[Any, str] = {
-    bool: "boolean",
-    int: "integer",
-    float: "number",
-    datetime: "string (date-time)",
-    date: "string (date)",
-}
+TEXT_VALUES = {"text_values": True}  # validation context of a Body read from text
+_DECLARED_TYPES: dict[type[BaseModel], dict[str, frozenset[str]]] = {}
 
 
-def _scalar_kind(annotation: Any) -> Any:
-    """bool, int, float, datetime or date for a field of that type (or optional), else None."""
-    while get_origin(annotation) is Annotated:
-        annotation = get_args(annotation)[0]
-    if get_origin(annotation) in (Union, types.UnionType):
-        kinds = {_scalar_kind(arg) for arg in get_args(annotation) if arg is not type(None)}
-        return kinds.pop() if len(kinds) == 1 else None
-    return annotation if isinstance(annotation, type) and annotation in _KIND_NAMES else None
+def _declared_json_types(model: type[BaseModel]) -> dict[str, frozenset[str]]:
+    """Per field, the JSON types its schema allows; fields typed by reference are left out."""
+    if model not in _DECLARED_TYPES:
+        declared: dict[str, frozenset[str]] = {}
+        for name, schema in model.model_json_schema().get("properties", {}).items():
+            types = [option.get("type") for option in schema.get("anyOf", [schema])]
+            if all(isinstance(kind, str) for kind in types):
+                declared[name] = frozenset(types)
+        _DECLARED_TYPES[model] = declared
+    return _DECLARED_TYPES[model]
 
 
-def _is_json_kind(kind: Any, value: Any) -> bool:
-    if kind is bool:
-        return isinstance(value, bool)
-    if kind is int or kind is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, str)
+def _has_json_type(value: Any, types: frozenset[str]) -> bool:
+    if value is None:
+        return True  # null or not, the field's own validation says
+    if isinstance(value, bool):
+        return "boolean" in types
+    if isinstance(value, int):
+        return "integer" in types or "number" in types
+    if isinstance(value, float):
+        return "number" in types or ("integer" in types and value.is_integer())
+    if isinstance(value, str):
+        return "string" in types
+    if isinstance(value, list):
+        return "array" in types
+    if isinstance(value, dict):
+        return "object" in types
+    return True
 
 
 def _holds_nul(value: Any) -> bool:

@@ -22,6 +22,8 @@ class DatabaseSettings(BaseSettings):
     statement_timeout_ms: int = Field(5_000, ge=100)
     pool_pre_ping: bool = False
     pool_recycle_s: int = Field(1800, ge=10)
+    # How the API's sessions name themselves to PostgreSQL (pg_stat_activity), per deployment.
+    application_name: str = Field("terrain-api", min_length=1, max_length=63)
 
 
 class AuthSettings(BaseSettings):

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.deps import CurrentClient, SessionDep
 from api.errors import Conflict, Invalid, UnsupportedMediaType
 from api.models import Store, User
-from api.schemas import ERROR_RESPONSES
+from api.schemas import ERROR_RESPONSES, TEXT_VALUES
 from api.stores import StoreIn, store_row_values
 
 router = APIRouter(tags=["stores"], responses=ERROR_RESPONSES)
@@ -61,7 +61,7 @@ def _check_records(
     first_of_ref: dict[str, int] = {}
     for number, record in records:
         try:
-            store = StoreIn.model_validate(record)
+            store = StoreIn.model_validate(record, context=TEXT_VALUES if unit == "line" else None)
         except ValidationError as exc:
             errors.extend({unit: number, "field": f, "reason": r} for f, r in _field_errors(exc))
             continue

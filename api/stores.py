@@ -27,6 +27,7 @@ from api.schemas import (
     Latitude,
     Longitude,
     PointGeometry,
+    trimmed_min,
     valid_polygon,
 )
 from geo.opening_hours import OpeningHoursError, parse_opening_hours
@@ -43,8 +44,8 @@ def _time_zones() -> frozenset[str]:
 
 
 class StoreIn(Body):
-    external_ref: str | None = Field(None, min_length=1, max_length=100)
-    name: str = Field(min_length=1, max_length=200)
+    external_ref: str | None = Field(None, min_length=1, max_length=100, pattern=trimmed_min(1))
+    name: str = Field(min_length=1, max_length=200, pattern=trimmed_min(1))
     address: str = Field("", max_length=500)
     lat: Latitude
     lon: Longitude

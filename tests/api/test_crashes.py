@@ -436,13 +436,17 @@ async def flow(http: httpx.AsyncClient, rnd: Round, worker: Account, client: Acc
     enter(rnd, "after")
 
 
+CRASHING_SERVER = "terrain-crash-test"
+
+
 async def backends_gone(db) -> None:
     """The killed process's database sessions have ended (PostgreSQL finds the socket closed
     at its next read or write): nothing it began can still commit after this."""
     deadline = time.monotonic() + 10
     while await db.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND application_name = 'terrain-api'"
+        "AND application_name = $1",
+        CRASHING_SERVER,
     ):
         assert time.monotonic() < deadline, "a killed process's session is still open"
         await asyncio.sleep(0.005)
@@ -553,6 +557,8 @@ async def test_kill_minus_nine_at_random_points_leaves_consistent_state(
     env = os.environ | {
         "TERRAIN_ENV": "test",
         "TERRAIN_DB_URL": test_database_url,
+        # Its own name: the suite's shared live server keeps sessions open on this database.
+        "TERRAIN_DB_APPLICATION_NAME": CRASHING_SERVER,
         "TERRAIN_DB_POOL_SIZE": "2",
         "TERRAIN_DB_MAX_OVERFLOW": "2",
         "TERRAIN_RUN_SWEEPER": "false",
