@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import audit
@@ -20,6 +20,7 @@ from api.settings import Settings
 from api.settlement import (
     AWAITING_CLIENT,
     Decision,
+    before,
     lock_submission,
     refuse_unless,
     settle,
@@ -53,13 +54,32 @@ async def lock_client_submission(
     return submission
 
 
-async def _within(session: AsyncSession, start: object, hours: int) -> bool:
-    return bool(
-        await session.scalar(
-            text("SELECT now() < CAST(:start AS timestamptz) + make_interval(hours => :hours)"),
-            {"start": start, "hours": hours},
-        )
+async def _open_contest(
+    session: AsyncSession,
+    submission: Submission,
+    contest: Appeal | Dispute,
+    *,
+    status: SubmissionStatus,
+    actor: User,
+    action: str,
+    **data: str,
+) -> Submission:
+    """The contest recorded, the submission waiting for a reviewer, the worker told."""
+    session.add(contest)
+    submission.status = status
+    submission.claimed_by = None
+    submission.claim_expires_at = None
+    await session.flush()
+    await audit.record(
+        session,
+        actor_id=actor.id,
+        subject_id=submission.worker_id,
+        action=action,
+        object_type="submission",
+        object_id=submission.id,
+        **data,
     )
+    return submission
 
 
 async def accept(
@@ -91,32 +111,27 @@ async def dispute(
         raise Conflict("This submission was already disputed.", code="already_disputed")
     refuse_unless(submission, (SubmissionStatus.pending_acceptance, SubmissionStatus.approved))
     window = settings.review.acceptance_window_hours
-    if not await _within(session, submission.created_at, window):
+    if not await before(session, submission.created_at, window):
         raise Conflict(
             f"Disputes are possible for {window} hours after submission.",
             code="dispute_window_closed",
         )
-    session.add(
-        Dispute(
-            submission_id=submission.id,
-            client_id=client.id,
-            reason_code=reason_code,
-            message=body.message,
-        )
-    )
-    submission.status = SubmissionStatus.disputed
-    await session.flush()
-    await audit.record(
-        session,
-        actor_id=client.id,
-        subject_id=submission.worker_id,
-        action="submission.disputed",
-        object_type="submission",
-        object_id=submission.id,
+    dispute = Dispute(
+        submission_id=submission.id,
+        client_id=client.id,
         reason_code=reason_code,
         message=body.message,
     )
-    return submission
+    return await _open_contest(
+        session,
+        submission,
+        dispute,
+        status=SubmissionStatus.disputed,
+        actor=client,
+        action="submission.disputed",
+        reason_code=reason_code,
+        message=body.message,
+    )
 
 
 async def appeal(
@@ -134,33 +149,26 @@ async def appeal(
         raise Conflict("This submission was already appealed.", code="already_appealed")
     refuse_unless(submission, (SubmissionStatus.rejected,))
     days = settings.review.appeal_window_days
-    if not await _within(session, submission.decided_at, days * 24):
+    if submission.decided_at is None or not await before(session, submission.decided_at, days * 24):
         raise Conflict(
             f"Appeals are possible for {days} days after the rejection.",
             code="appeal_window_closed",
         )
-    session.add(
-        Appeal(
-            submission_id=submission.id,
-            worker_id=worker.id,
-            message=message,
-            rejected_by=submission.decided_by,
-        )
+    appeal = Appeal(
+        submission_id=submission.id,
+        worker_id=worker.id,
+        message=message,
+        rejected_by=submission.decided_by,
     )
-    submission.status = SubmissionStatus.appealed
-    submission.claimed_by = None
-    submission.claim_expires_at = None
-    await session.flush()
-    await audit.record(
+    return await _open_contest(
         session,
-        actor_id=worker.id,
-        subject_id=worker.id,
+        submission,
+        appeal,
+        status=SubmissionStatus.appealed,
+        actor=worker,
         action="submission.appealed",
-        object_type="submission",
-        object_id=submission.id,
         message=message,
     )
-    return submission
 
 
 @router.post("/v1/submissions/{submission_id}/accept")

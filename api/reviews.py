@@ -19,7 +19,16 @@ from api.models import Submission, SubmissionStatus, User
 from api.reason_codes import require_code
 from api.schemas import ERROR_RESPONSES, Body, Feature, FeatureCollection
 from api.settings import Settings
-from api.settlement import REVIEWABLE, Decision, deadline, lock_submission, refuse_unless, settle
+from api.settlement import (
+    REJECTABLE,
+    REVIEWABLE,
+    Decision,
+    before,
+    deadline,
+    lock_submission,
+    refuse_unless,
+    settle,
+)
 from api.submissions import SubmissionOut, submission_out
 from storage import ObjectStore
 
@@ -308,9 +317,7 @@ async def review(
 ) -> Submission:
     submission = await lock_submission(session, submission_id)
     approve = body.decision == "approve"
-    if submission.status == SubmissionStatus.rejected and not approve:
-        refuse_unless(submission, ())
-    refuse_unless(submission, REVIEWABLE)
+    refuse_unless(submission, REVIEWABLE if approve else REJECTABLE)
     await _refuse_own_rejection(session, submission, reviewer)
     reason_code = None if approve else require_code("rejection", body.reason_code)
     contested = submission.status in (SubmissionStatus.disputed, SubmissionStatus.appealed)
@@ -322,9 +329,7 @@ async def review(
     live_claim = (
         submission.claimed_by == reviewer.id
         and submission.claim_expires_at is not None
-        and await session.scalar(
-            text("SELECT CAST(:at AS timestamptz) > now()"), {"at": submission.claim_expires_at}
-        )
+        and await before(session, submission.claim_expires_at)
     )
     if not live_claim:
         raise Conflict(

@@ -27,12 +27,9 @@ from api.models import Appeal, Dispute, Submission, SubmissionStatus
 from api.settings import Settings
 
 # Who may move a submission out of each state.
-REVIEWABLE = (
-    SubmissionStatus.needs_review,
-    SubmissionStatus.disputed,
-    SubmissionStatus.appealed,
-    SubmissionStatus.rejected,  # a reviewer may approve what the checks rejected
-)
+REJECTABLE = (SubmissionStatus.needs_review, SubmissionStatus.disputed, SubmissionStatus.appealed)
+# A reviewer may also approve what was rejected.
+REVIEWABLE = (*REJECTABLE, SubmissionStatus.rejected)
 AWAITING_CLIENT = (SubmissionStatus.pending_acceptance,)
 
 
@@ -256,6 +253,17 @@ async def settle_overdue(session: AsyncSession, settings: Settings, *, batch: in
         )
         settled += 1
     return settled
+
+
+async def before(session: AsyncSession, start: datetime, hours: float = 0) -> bool:
+    """Whether the database's clock is still before ``start`` plus ``hours``: every window and
+    claim is judged by the clock that stamped it."""
+    return bool(
+        await session.scalar(
+            text("SELECT now() < CAST(:start AS timestamptz) + make_interval(secs => :secs)"),
+            {"start": start, "secs": hours * 3600},
+        )
+    )
 
 
 def deadline(start: datetime, hours: int) -> datetime:

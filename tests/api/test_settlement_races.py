@@ -39,7 +39,6 @@ async def test_twenty_concurrent_approvals_credit_once(http, factory, db):
 async def test_the_auto_approval_sweep_racing_a_manual_rejection_leaves_one_outcome(
     http, factory, db, app
 ):
-    seen = Counter()
     for _ in range(10):
         work = await submitted(http, factory, "needs_review")
         reviewer = await factory.account(Role.reviewer)
@@ -65,8 +64,6 @@ async def test_the_auto_approval_sweep_racing_a_manual_rejection_leaves_one_outc
             assert (settled, review.status_code) == (0, 200)
             assert status == "rejected"
             assert await ledger(db, work.id) == []
-        seen[status] += 1
-    assert sum(seen.values()) == 10
 
 
 async def test_an_appeal_racing_a_reviewer_overturning_the_rejection_credits_once(
