@@ -363,6 +363,8 @@ async def complete_upload(
     now = datetime.now(UTC)
     context = await _photo_context(session, reservation, now, settings)
     checks = await to_thread.run_sync(photo_checks, facts, context)
+    # Untagged before it counts as complete: a failure here leaves the photo pending, to retry.
+    await store.keep(photo.object_key)
     photo.state = PhotoState.completed
     photo.completed_at = now
     photo.width, photo.height = facts.width, facts.height

@@ -18,6 +18,10 @@ _KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(?:/[A-Za-z0-9_-][A-Za-z0-9._-]*
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the longest validity S3 accepts for a SigV4 URL
+# Every upload carries this object tag until the API accepts it (``keep``): a bucket lifecycle
+# rule expiring objects still tagged so after a few days removes abandoned uploads even if the
+# reconciler never runs (compose.prod.yml sets it on MinIO).
+PENDING_TAG = "terrain-upload=pending"
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,12 @@ class ObjectStore(Protocol):
 
     async def read(self, key: str, *, max_bytes: int) -> bytes:
         """The object's bytes; ObjectTooLarge past ``max_bytes``, ObjectMissing if absent."""
+        ...
+
+    async def keep(self, key: str) -> None:
+        """Marks an upload as accepted: the lifecycle rule for abandoned uploads (objects still
+        tagged ``PENDING_TAG``) no longer applies to it. Called before the photo is recorded as
+        complete, so a completed photo is never left to expire."""
         ...
 
     async def put(self, key: str, data: bytes, *, content_type: str) -> None:

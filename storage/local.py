@@ -290,6 +290,10 @@ class LocalObjectStore:
         path = self._path(key)
         return await anyio.to_thread.run_sync(_read, key, path, max_bytes)
 
+    async def keep(self, key: str) -> None:
+        # No lifecycle rules on a folder: the reconciler alone removes abandoned uploads.
+        self._path(key)
+
     async def put(self, key: str, data: bytes, *, content_type: str) -> None:
         path = self._path(key)
         check_content_type(content_type)

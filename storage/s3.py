@@ -29,6 +29,7 @@ from botocore.exceptions import (
 )
 
 from storage.base import (
+    PENDING_TAG,
     StoredObject,
     UploadGrant,
     check_expiry,
@@ -123,6 +124,7 @@ class S3ObjectStore:
                 "ContentLength": size,
                 "ChecksumSHA256": checksum,
                 "ChecksumAlgorithm": "SHA256",
+                "Tagging": PENDING_TAG,
             },
             ExpiresIn=expires_in_s,
         )
@@ -136,6 +138,7 @@ class S3ObjectStore:
                 # AWS ignores it next to an explicit checksum; some compatible stores only
                 # record the checksum (and report it to head()) when it is there.
                 "x-amz-sdk-checksum-algorithm": "SHA256",
+                "x-amz-tagging": PENDING_TAG,
             },
             fields={},
             expires_at=issued_at + timedelta(seconds=expires_in_s),
@@ -175,6 +178,10 @@ class S3ObjectStore:
             return data
         finally:
             body.close()
+
+    async def keep(self, key: str) -> None:
+        check_key(key)
+        await self._call(key, self._client.delete_object_tagging, Bucket=self.bucket, Key=key)
 
     async def put(self, key: str, data: bytes, *, content_type: str) -> None:
         check_key(key)

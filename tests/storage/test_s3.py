@@ -65,6 +65,7 @@ async def test_an_upload_grant_signs_exactly_the_headers_the_client_must_send(s3
         "Content-Length": "10240",
         "x-amz-checksum-sha256": b64_sha256(PHOTO),
         "x-amz-sdk-checksum-algorithm": "SHA256",
+        "x-amz-tagging": "terrain-upload=pending",
     }
     assert grant.fields == {}
     assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
@@ -88,6 +89,22 @@ async def test_a_phone_uploads_with_the_grant_and_head_reports_what_arrived(s3_s
     assert await s3_store.read(KEY, max_bytes=10240) == PHOTO
 
 
+async def test_an_upload_stays_tagged_pending_until_the_api_keeps_it(s3_server, s3_store, bucket):
+    grant = await grant_for(s3_store)
+    await send(grant.method, grant.url, content=PHOTO, **grant.headers)
+    client = s3_server.client()
+
+    pending = client.get_object_tagging(Bucket=bucket, Key=KEY)["TagSet"]
+    await s3_store.keep(KEY)
+    kept = client.get_object_tagging(Bucket=bucket, Key=KEY)["TagSet"]
+    await s3_store.keep(KEY)  # a retried completion
+
+    assert pending == [{"Key": "terrain-upload", "Value": "pending"}]
+    assert kept == []
+    assert client.get_object_tagging(Bucket=bucket, Key=KEY)["TagSet"] == []
+    assert await s3_store.read(KEY, max_bytes=10240) == PHOTO
+
+
 @pytest.mark.parametrize(
     ("tamper", "expected"),
     [
@@ -96,6 +113,7 @@ async def test_a_phone_uploads_with_the_grant_and_head_reports_what_arrived(s3_s
         ("one byte less", (403, "SignatureDoesNotMatch")),
         ("other checksum header", (403, "SignatureDoesNotMatch")),
         ("checksum header left out", (403, "SignatureDoesNotMatch")),
+        ("pending tag left out", (403, "SignatureDoesNotMatch")),
         ("other key", (403, "SignatureDoesNotMatch")),
         ("other bytes of the same size", (400, "BadDigest")),
         ("an unsigned x-amz header", (403, "AccessDenied")),
@@ -125,6 +143,8 @@ def tampered(grant: UploadGrant, tamper: str) -> tuple[str, bytes, dict[str, str
         body, headers["x-amz-checksum-sha256"] = OTHER, b64_sha256(OTHER)
     elif tamper == "checksum header left out":
         del headers["x-amz-checksum-sha256"]
+    elif tamper == "pending tag left out":
+        del headers["x-amz-tagging"]
     elif tamper == "other key":
         url = url.replace("/p-1.jpg?", "/p-2.jpg?")
     elif tamper == "other bytes of the same size":
