@@ -10,4 +10,6 @@ COPY validation ./validation
 RUN pip install -c requirements.lock . && useradd --system --no-create-home terrain
 USER terrain
 EXPOSE 8000
-CMD ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--workers", "2"]
+# One process per container: each serves its own /metrics, so Prometheus sees every process
+# as a target of its own. Scale with replicas (compose.prod.yml), not with --workers.
+CMD ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

@@ -17,12 +17,14 @@ export TERRAIN_DB_URL ?= postgresql+asyncpg://$(PG_USER)@$(PG_HOST):$(PG_PORT)/$
 export TERRAIN_TEST_DB_ADMIN_URL ?= postgresql+asyncpg://$(PG_USER)@$(PG_HOST):$(PG_PORT)/postgres
 
 .PHONY: run test deps lock audit postgis database migrate seed lint bench-nearby bench-routing \
-	bench-route-endpoint bench-assignments bench-validation bench-load clean
+	bench-route-endpoint bench-assignments bench-validation bench-load clean chromium
 
 run: deps postgis database migrate seed
-	$(BIN)/uvicorn api.main:create_app --factory --host $(HOST) --port $(PORT)
+	$(BIN)/python -m api.jobs worker & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; trap 'exit 130' INT TERM; \
+	$(BIN)/uvicorn api.main:create_app --factory --host $(HOST) --port $(PORT) --no-access-log
 
-test: deps postgis
+test: deps postgis chromium
 	$(BIN)/pytest -q
 
 deps: $(VENV)/.installed
@@ -54,6 +56,14 @@ audit: deps
 		$(AUDIT) -r requirements.lock; \
 	else \
 		echo "audit: NOT RUN, the OSV vulnerability service cannot be reached from this machine"; \
+	fi
+
+# Headless Chromium for the console's browser tests: Debian's package, installed with apt when
+# missing (Playwright drives it; it never downloads a browser of its own).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 
 # PostgreSQL with PostGIS: installed with apt when missing, started when stopped.

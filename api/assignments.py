@@ -9,16 +9,18 @@ a KNN index scan fails on PostgreSQL 15 with "attempted to lock invisible tuple"
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Literal
 
+import asyncpg
 import orjson
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import CurrentWorker, Public, SessionDep, SettingsDep, driver
 from api.errors import Conflict, Forbidden, NotFound
-from api.models import ReservationState, User
+from api.models import ReservationState
+from api.observability import count_reservations_now
 from api.rate_limits import ReservationLimit
 from api.reservations import ReservationOut
 from api.schemas import ERROR_RESPONSES, Body, Latitude, Longitude
@@ -27,7 +29,7 @@ from api.tasks import (
     AVAILABLE_SQL,
     DETAIL_COLUMNS,
     DETAIL_JOINS,
-    nearest_open_tasks,
+    nearest_rows,
     task_out_fields,
 )
 from geo.travel import DEFAULT_SPEEDS_KMH
@@ -158,13 +160,12 @@ def rank(rows: list[Any], mode: str) -> list[Any]:
 
 
 async def assign(
-    session: AsyncSession, *, worker: User, body: AssignmentIn, settings: Settings
+    conn: asyncpg.Connection, *, worker_id: uuid.UUID, body: AssignmentIn, settings: Settings
 ) -> bytes:
     """The JSON of an ``AssignmentOut``, built from the rows (see nearby_payload)."""
-    conn = await driver(session)
     cap = settings.work.reservation_cap
     async with conn.transaction():
-        suspended_at, active = await conn.fetchrow(LOCK_WORKER_SQL, worker.id)
+        suspended_at, active = await conn.fetchrow(LOCK_WORKER_SQL, worker_id)
         if suspended_at is not None:
             raise Forbidden(
                 "This account is suspended: GET /v1/me says why and how to appeal.",
@@ -176,11 +177,11 @@ async def assign(
                 code="too_many_reservations",
                 cap=cap,
             )
-        rows = await nearest_open_tasks(
-            session, lat=body.lat, lon=body.lon, radius_m=body.radius_m, limit=CANDIDATES
+        rows, _ = await nearest_rows(
+            conn, lat=body.lat, lon=body.lon, radius_m=body.radius_m, limit=CANDIDATES
         )
         ranked = rank(rows, body.mode)
-        claimed = await conn.fetchrow(PICK_AND_CLAIM_SQL, [r["task_id"] for r in ranked], worker.id)
+        claimed = await conn.fetchrow(PICK_AND_CLAIM_SQL, [r["task_id"] for r in ranked], worker_id)
         if claimed is None:
             raise NotFound(
                 "No open task for you within the radius right now.",
@@ -191,7 +192,7 @@ async def assign(
         if previous_status == "reserved":
             await conn.execute(EXPIRE_STALE_SQL, task_id)
         reserved = await conn.fetchrow(
-            RESERVE_SQL, task_id, worker.id, reserved_until, reserved_until.isoformat()
+            RESERVE_SQL, task_id, worker_id, reserved_until, reserved_until.isoformat()
         )
     row = next(r for r in ranked if r["task_id"] == task_id)
     travel_minutes = row["distance_m"] / (DEFAULT_SPEEDS_KMH[body.mode] * 1000 / 60)
@@ -221,11 +222,16 @@ async def assign(
     dependencies=[ReservationLimit],
 )
 async def assign_route(
-    body: AssignmentIn, worker: CurrentWorker, session: SessionDep, settings: SettingsDep
+    body: AssignmentIn,
+    worker: CurrentWorker,
+    session: SessionDep,
+    settings: SettingsDep,
+    request: Request,
 ) -> Response:
     """Pick and reserve, in one transaction, the best open task near the given position by the
     published criteria (GET /v1/assignments/criteria). 404 `no_task_nearby` when none is left."""
-    payload = await assign(session, worker=worker, body=body, settings=settings)
+    payload = await assign(await driver(session), worker_id=worker.id, body=body, settings=settings)
+    count_reservations_now(request, "created")  # assign committed its transaction
     return Response(payload, status_code=201, media_type="application/json")
 
 

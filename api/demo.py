@@ -146,3 +146,5 @@ async def seed_demo(session: AsyncSession, *, stores: int = 200) -> None:
     print(f"demo accounts (password {DEMO_PASSWORD}):")
     for email, _, role in people:
         print(f"  {role.value:<9} {email}")
+    print("simulate a day of work with planted cheaters, once the API is up (another terminal):")
+    print("  .venv/bin/python -m api.simulate --workers 20")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime
 from typing import Annotated, Any, cast
 
 import asyncpg
@@ -69,9 +70,14 @@ async def _signed_in_user(
         raise NotAuthenticated("This route needs a bearer token (POST /v1/auth/token).")
     user_id = read_token(token, settings.auth)
     user = await load_user(session, user_id) if user_id else None
-    if user is None or user.deleted_at is not None:
+    if user is None or not signed_in(user.deleted_at):
         raise NotAuthenticated("The bearer token is invalid or expired.", code="invalid_token")
     return user
+
+
+def signed_in(deleted_at: datetime | None) -> bool:
+    """A valid token signs in an account that still exists (an erased one keeps its row)."""
+    return deleted_at is None
 
 
 _USER_COLUMNS = [column.name for column in User.__table__.columns]
@@ -93,12 +99,17 @@ async def load_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     A plain query on the request's connection: the ORM identity load costs more than the
     busiest route's own query. The object is not attached to the session; handlers read it.
     """
-    row = await (await driver(session)).fetchrow(_USER_SQL, user_id)
+    row = await user_row(await driver(session), user_id)
     if row is None:
         return None
     values = dict(row)
     values["role"] = Role(values["role"])
     return User(**values)
+
+
+async def user_row(connection: asyncpg.Connection, user_id: uuid.UUID) -> asyncpg.Record | None:
+    """The user's row as the access rules read it (``api.fastpath`` reads it without a session)."""
+    return await connection.fetchrow(_USER_SQL, user_id)
 
 
 async def lock_worker_row(session: AsyncSession, user_id: uuid.UUID) -> None:
@@ -115,18 +126,28 @@ def allow(*roles: Role, even_suspended: bool = False) -> AccessRule:
     allowed = frozenset(roles)
 
     async def access_rule(user: Annotated[User, Depends(_signed_in_user)]) -> User:
-        if user.role not in allowed:
-            names = ", ".join(sorted(r.value for r in allowed))
-            raise Forbidden(f"This route is for: {names}.", code="role_not_allowed")
-        if user.suspended_at is not None and not even_suspended:
-            raise Forbidden(
-                "This account is suspended: GET /v1/me says why and how to appeal.",
-                code="account_suspended",
-            )
+        refused = refusal(access_rule, user.role, user.suspended_at)
+        if refused is not None:
+            raise refused
         return user
 
     access_rule.allowed_roles = allowed  # type: ignore[attr-defined]
+    access_rule.even_suspended = even_suspended  # type: ignore[attr-defined]
     return access_rule
+
+
+def refusal(rule: AccessRule, role: Role | str, suspended_at: datetime | None) -> Forbidden | None:
+    """Why a signed-in account may not pass this access rule, or None when it may."""
+    allowed: frozenset[Role] = rule.allowed_roles  # type: ignore[attr-defined]
+    if role not in allowed:
+        names = ", ".join(sorted(r.value for r in allowed))
+        return Forbidden(f"This route is for: {names}.", code="role_not_allowed")
+    if suspended_at is not None and not rule.even_suspended:  # type: ignore[attr-defined]
+        return Forbidden(
+            "This account is suspended: GET /v1/me says why and how to appeal.",
+            code="account_suspended",
+        )
+    return None
 
 
 async def public() -> None:

@@ -12,6 +12,7 @@ import time
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from api.me import purge_positions
+from api.observability import Metrics
 from api.rate_limits import forget_old_windows
 from api.reconcile import reconcile_uploads
 from api.reservations import sweep
@@ -22,9 +23,13 @@ from storage import ObjectStore
 log = logging.getLogger("terrain.housekeeping")
 
 
-async def sweep_once(sessionmaker: async_sessionmaker, settings: Settings) -> str:
+async def sweep_once(
+    sessionmaker: async_sessionmaker, settings: Settings, metrics: Metrics | None = None
+) -> str:
     async with sessionmaker() as session, session.begin():
         counts = await sweep(session, alerts_per_hour=settings.work.alerts_per_hour)
+    if metrics is not None:  # committed
+        metrics.reservations.labels(outcome="expired").inc(counts[0])
     if any(counts):
         log.info("sweep: %d reservations expired, %d tasks reopened, %d tasks expired", *counts)
     async with sessionmaker() as session, session.begin():
@@ -55,12 +60,15 @@ async def reconcile(
 
 
 async def sweep_forever(
-    sessionmaker: async_sessionmaker, settings: Settings, store: ObjectStore
+    sessionmaker: async_sessionmaker,
+    settings: Settings,
+    store: ObjectStore,
+    metrics: Metrics | None = None,
 ) -> None:
     last_reconciled = -math.inf
     while True:
         try:
-            await sweep_once(sessionmaker, settings)
+            await sweep_once(sessionmaker, settings, metrics)
             if time.monotonic() - last_reconciled >= settings.storage.reconcile_interval_s:
                 await reconcile(sessionmaker, store, settings)
                 last_reconciled = time.monotonic()

@@ -45,17 +45,8 @@ class BodySizeLimit:
             chunks.append(chunk)
             more = message.get("more_body", False)
         if declared is None:
-            body = b"".join(chunks)
-            replayed = False
-
-            async def replay() -> Message:
-                nonlocal replayed
-                if replayed:
-                    return await receive()
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            await self.app(scope, replay, send)
+            whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            await self.app(scope, replaying(receive, whole), send)
             return
         await self.app(scope, receive, send)
 
@@ -76,3 +67,18 @@ async def _reply(send: Send, status: int, detail: str, code: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+def replaying(receive: Receive, message: Message) -> Receive:
+    """A ``receive`` that gives ``message`` (a body already read) first, then what ``receive``
+    gives (the client leaving, say)."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return message
+
+    return replay

@@ -15,9 +15,11 @@ from api import (
     assignments,
     auth,
     campaigns,
+    console,
     contests,
     earnings,
     me,
+    observability,
     photos,
     reason_codes,
     reservations,
@@ -31,10 +33,12 @@ from api import (
     task_reports,
     tasks,
     uploads,
+    webhooks,
 )
 from api.db import make_engine, make_sessionmaker
 from api.deps import Public
 from api.errors import install_error_handlers
+from api.fastpath import FastPath
 from api.housekeeping import sweep_forever
 from api.limits import BodySizeLimit
 from api.object_store import build_object_store
@@ -78,7 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweeper = None
         if settings.app.run_sweeper:
             sweeper = asyncio.create_task(
-                sweep_forever(app.state.sessionmaker, settings, app.state.object_store)
+                sweep_forever(
+                    app.state.sessionmaker, settings, app.state.object_store, app.state.metrics
+                )
             )
         try:
             yield
@@ -97,15 +103,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    if settings.app.fastpath:  # the busiest routes below the router; inside the body limit
+        app.add_middleware(FastPath, api=app)
     # Photo uploads to the local store stream past the JSON body limit: the upload route checks
     # the signed grant and the declared size before it reads a byte, and stops past it.
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.app.max_body_bytes, exempt_prefixes=("/v1/uploads/",)
     )
     resources = (auth, stores, store_import, campaigns, tasks, reservations, routes, photos)
-    settling = (reviews, contests, earnings, reason_codes, suspensions, task_reports, me)
+    settling = (reviews, contests, earnings, reason_codes, suspensions, task_reports, me, webhooks)
     for module in (*resources, results, submissions, uploads, assignments, alerts, *settling):
         app.include_router(module.router)
+    console.install(app)
 
     @app.get("/healthz", tags=["operations"], dependencies=[Public])
     async def healthz() -> dict[str, str]:
@@ -139,4 +148,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers=None if ready else {"Retry-After": "5"},
         )
 
+    observability.install(app)  # last: its middleware must be the outermost
     return app

@@ -257,11 +257,12 @@ _PURGE = text(
     WITH submissions AS (
         UPDATE submission SET device_location = NULL
         WHERE device_location IS NOT NULL
-          AND created_at < now() - make_interval(days => :days)
+          AND created_at < coalesce(CAST(:now AS timestamptz), now()) - make_interval(days => :days)
         RETURNING 1
     ), photos AS (
         UPDATE photo SET exif_location = NULL
-        WHERE exif_location IS NOT NULL AND created_at < now() - make_interval(days => :days)
+        WHERE exif_location IS NOT NULL
+          AND created_at < coalesce(CAST(:now AS timestamptz), now()) - make_interval(days => :days)
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM submissions), (SELECT count(*) FROM photos)
@@ -269,10 +270,12 @@ _PURGE = text(
 )
 
 
-async def purge_positions(session: AsyncSession, *, days: int) -> tuple[int, int]:
-    """Erase device and photo positions older than the retention period; the checks keep the
-    distances measured from them."""
-    row = (await session.execute(_PURGE, {"days": days})).one()
+async def purge_positions(
+    session: AsyncSession, *, days: int, now: datetime | None = None
+) -> tuple[int, int]:
+    """Erase device and photo positions older than the retention period as of ``now`` (the
+    database's clock when None); the checks keep the distances measured from them."""
+    row = (await session.execute(_PURGE, {"days": days, "now": now})).one()
     return int(row[0]), int(row[1])
 
 

@@ -641,3 +641,107 @@ class AuditEvent(Base):
         Index("ix_audit_event_object", "object_type", "object_id", "at"),
         Index("ix_audit_event_subject_id_id", "subject_id", "id"),
     )
+
+
+class WebhookEndpoint(Base):
+    """Where a client organization wants to hear about its work; the secret signs each call."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organization.id", ondelete="CASCADE")
+    )
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(100))
+    event_types: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = _created_at()
+    deactivated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("cardinality(event_types) > 0", name="event_types_present"),
+        CheckConstraint("active = (deactivated_at IS NULL)", name="inactive_has_time"),
+        Index("ix_webhook_endpoint_organization_id_created_at", "organization_id", "created_at"),
+    )
+
+
+class WebhookEvent(Base):
+    """The outbox: written in the transaction of the change it describes, or not at all."""
+
+    __tablename__ = "webhook_event"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organization.id", ondelete="CASCADE")
+    )
+    type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (
+        Index("ix_webhook_event_organization_id_created_at", "organization_id", "created_at"),
+    )
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint: sent at least once, until delivered or given up (dead)."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_event.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_endpoint.id", ondelete="CASCADE")
+    )
+    # pending | sending (claimed, leased until next_attempt_at) | delivered | failed | dead
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # When it is next due; also the lease of a claimed delivery while it is being sent.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_delivery_event_endpoint"),
+        CheckConstraint(
+            "status IN ('pending', 'sending', 'delivered', 'failed', 'dead')",
+            name="status_known",
+        ),
+        CheckConstraint(
+            "(status IN ('pending', 'sending', 'failed')) = (next_attempt_at IS NOT NULL)",
+            name="due_unless_settled",
+        ),
+        CheckConstraint(
+            "(status = 'delivered') = (delivered_at IS NOT NULL)", name="delivered_has_time"
+        ),
+        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+        Index(
+            "ix_webhook_delivery_due",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'sending', 'failed')"),
+        ),
+        Index("ix_webhook_delivery_endpoint_id_created_at", "endpoint_id", "created_at"),
+    )
+
+
+class WebhookAttempt(Base):
+    """The log of every call made for a delivery, kept across replays."""
+
+    __tablename__ = "webhook_attempt"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_delivery.id", ondelete="CASCADE")
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = _created_at()
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_webhook_attempt_delivery_id_id", "delivery_id", "id"),)

@@ -11,15 +11,18 @@ Past the limit: 429 with ``Retry-After``, the seconds until the minute ends.
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
+import asyncpg
 from fastapi import Depends
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import CurrentWorker, SessionDep, SettingsDep, driver
 from api.errors import TooManyRequests
+from api.settings import WorkSettings
 
 Bucket = Literal["reservations", "uploads"]
 
@@ -45,17 +48,25 @@ _FORGET = text(
 
 def rate_limit(bucket: Bucket) -> Callable[..., Coroutine[Any, Any, None]]:
     async def limiter(worker: CurrentWorker, session: SessionDep, settings: SettingsDep) -> None:
-        limit = getattr(settings.work, f"{bucket}_per_minute")
-        hits, remaining_s = await (await driver(session)).fetchrow(_HIT, worker.id, bucket)
-        if hits > limit:
-            retry_after = max(1, math.ceil(remaining_s))
-            raise TooManyRequests(
-                f"At most {limit} {bucket} requests a minute; retry in {retry_after} s.",
-                retry_after_s=retry_after,
-                limit_per_minute=limit,
-            )
+        await count_request(await driver(session), worker.id, bucket, settings.work)
 
+    limiter.bucket = bucket  # type: ignore[attr-defined]
     return limiter
+
+
+async def count_request(
+    connection: asyncpg.Connection, user_id: uuid.UUID, bucket: Bucket, work: WorkSettings
+) -> None:
+    """Count one request of this user in this bucket; TooManyRequests past the limit."""
+    limit = getattr(work, f"{bucket}_per_minute")
+    hits, remaining_s = await connection.fetchrow(_HIT, user_id, bucket)
+    if hits > limit:
+        retry_after = max(1, math.ceil(remaining_s))
+        raise TooManyRequests(
+            f"At most {limit} {bucket} requests a minute; retry in {retry_after} s.",
+            retry_after_s=retry_after,
+            limit_per_minute=limit,
+        )
 
 
 ReservationLimit = Depends(rate_limit("reservations"))

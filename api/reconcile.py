@@ -16,7 +16,9 @@ PREFIXES = ("photos/", "sanitized/")
 _ABANDONED = text(
     """
     DELETE FROM photo
-    WHERE state = 'pending' AND upload_expires_at < now() - make_interval(secs => :grace_s)
+    WHERE state = 'pending'
+      AND upload_expires_at < coalesce(CAST(:now AS timestamptz), now())
+                              - make_interval(secs => :grace_s)
     RETURNING object_key
     """
 )
@@ -32,16 +34,22 @@ _UNREFERENCED = text(
 
 
 async def reconcile_uploads(
-    sessionmaker: async_sessionmaker, store: ObjectStore, *, grace_s: int, batch: int = 1000
+    sessionmaker: async_sessionmaker,
+    store: ObjectStore,
+    *,
+    grace_s: int,
+    batch: int = 1000,
+    now: datetime | None = None,
 ) -> tuple[int, int]:
-    """Returns (abandoned photo slots removed, unreferenced objects deleted)."""
+    """Returns (abandoned photo slots removed, unreferenced objects deleted), as of ``now``
+    (the database's clock for the slots and this machine's for the objects when None)."""
     async with sessionmaker() as session, session.begin():
-        abandoned = list(await session.scalars(_ABANDONED, {"grace_s": grace_s}))
+        abandoned = list(await session.scalars(_ABANDONED, {"grace_s": grace_s, "now": now}))
     # The rows are gone for good before their objects go: a crash in between leaves objects
     # nothing references, which the pass below deletes next time.
     for key in abandoned:
         await store.delete(key)
-    before = datetime.now(UTC) - timedelta(seconds=grace_s)
+    before = (now or datetime.now(UTC)) - timedelta(seconds=grace_s)
     listed: list[str] = []
     for prefix in PREFIXES:
         listed += await store.list_older(prefix, before=before, limit=batch)

@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -33,6 +33,7 @@ from api.models import (
     TaskStatus,
     User,
 )
+from api.observability import count_reservations, count_reservations_now
 from api.rate_limits import ReservationLimit
 from api.schemas import ERROR_RESPONSES
 from api.tasks import TaskOut, task_details
@@ -279,7 +280,8 @@ def require_active(reservation: Reservation) -> None:
 
 async def release(
     session: AsyncSession, *, reservation_id: uuid.UUID, worker: User, alerts_per_hour: int
-) -> None:
+) -> bool:
+    """Returns whether it was released now (False: a retried release, already done)."""
     reservation = await own_reservation(session, reservation_id=reservation_id, worker=worker)
     ended = await session.execute(
         update(Reservation)
@@ -295,7 +297,7 @@ async def release(
     if task_id is None:
         await session.refresh(reservation)
         if reservation.state == ReservationState.released:
-            return  # a retried release: already done
+            return False  # a retried release: already done
         raise Conflict(
             "This reservation is no longer active.",
             code="reservation_not_active",
@@ -315,21 +317,23 @@ async def release(
         object_id=reservation.id,
         task_id=str(task_id),
     )
+    return True
 
 
 _SWEEP = text(
     """
     WITH expired AS (
         UPDATE reservation SET state = 'expired', ended_at = expires_at
-        WHERE state = 'active' AND expires_at <= now()
+        WHERE state = 'active' AND expires_at <= coalesce(CAST(:now AS timestamptz), now())
         RETURNING id, task_id, worker_id
     ), reopened AS (
         UPDATE task SET status = 'open', reserved_until = NULL, updated_at = now()
-        WHERE status = 'reserved' AND reserved_until <= now()
+        WHERE status = 'reserved'
+          AND reserved_until <= coalesce(CAST(:now AS timestamptz), now())
         RETURNING id
     ), ended_tasks AS (
         UPDATE task SET status = 'expired', updated_at = now()
-        WHERE status = 'open' AND ends_at <= now()
+        WHERE status = 'open' AND ends_at <= coalesce(CAST(:now AS timestamptz), now())
         RETURNING id
     ), logged AS (
         INSERT INTO audit_event (action, object_type, object_id, data)
@@ -344,12 +348,15 @@ _SWEEP = text(
 )
 
 
-async def sweep(session: AsyncSession, *, alerts_per_hour: int) -> tuple[int, int, int]:
-    """Expire overdue reservations, reopen their tasks, expire tasks past their campaign's end.
+async def sweep(
+    session: AsyncSession, *, alerts_per_hour: int, now: datetime | None = None
+) -> tuple[int, int, int]:
+    """Expire overdue reservations, reopen their tasks, expire tasks past their campaign's end,
+    as of ``now`` (the database's clock when None).
 
     Reservations already stop blocking the moment they expire; this makes the stored state say
     so too. Returns (reservations expired, tasks reopened, tasks expired)."""
-    row = (await session.execute(_SWEEP)).one()
+    row = (await session.execute(_SWEEP, {"now": now})).one()
     reopened = list(row[1] or [])
     await raise_alerts(session, reopened, per_hour=alerts_per_hour)
     return int(row[0]), len(reopened), int(row[2])
@@ -367,14 +374,22 @@ async def reserve_route(
     session: SessionDep,
     settings: SettingsDep,
     response: Response,
+    request: Request,
 ) -> ReservationOut:
     """Reserve an open task. 409 `task_taken` if another worker holds it, 409
     `too_many_reservations` past the cap. Repeating the call for a task you already hold
     returns that reservation (200) instead of a second one."""
-    reservation, created = await reserve(
-        session, task_id=task_id, worker=worker, cap=settings.work.reservation_cap
-    )
-    if not created:
+    try:
+        reservation, created = await reserve(
+            session, task_id=task_id, worker=worker, cap=settings.work.reservation_cap
+        )
+    except Conflict as exc:
+        if exc.code == "task_taken":
+            count_reservations_now(request, "taken")
+        raise
+    if created:
+        count_reservations(request, session, "created")
+    else:
         response.status_code = 200
     return await reservation_out(session, reservation)
 
@@ -404,12 +419,17 @@ async def get_reservation_route(
 
 @router.delete("/v1/reservations/{reservation_id}", status_code=204)
 async def release_route(
-    reservation_id: uuid.UUID, worker: CurrentWorker, session: SessionDep, settings: SettingsDep
+    reservation_id: uuid.UUID,
+    worker: CurrentWorker,
+    session: SessionDep,
+    settings: SettingsDep,
+    request: Request,
 ) -> None:
     """Release a reservation: the task is open again at once."""
-    await release(
+    if await release(
         session,
         reservation_id=reservation_id,
         worker=worker,
         alerts_per_hour=settings.work.alerts_per_hour,
-    )
+    ):
+        count_reservations(request, session, "released")

@@ -2,8 +2,9 @@
 
 Clients see the verdict of every submission, and the photos of accepted ones only, always as a
 re-encoded copy without EXIF, XMP, ICC or comments (the original stays with the reviewers). A
-copy is made the first time it is asked for, and served through a short-lived link issued after
-the ownership check.
+copy is made by a background job (``api.jobs``) once the work is visible to the client, or the
+first time it is asked for if the job has not got to it yet, and served through a short-lived
+link issued after the ownership check.
 """
 
 from __future__ import annotations
@@ -167,6 +168,19 @@ async def campaign_results(
     return CampaignResults(campaign_id=campaign.id, items=items, next_cursor=next_cursor)
 
 
+async def write_sanitized_copy(
+    store: ObjectStore, *, photo_id: uuid.UUID, object_key: str, size_bytes: int, max_bytes: int
+) -> str:
+    """Store the re-encoded copy of a photo and return its key. The key is derived from the
+    photo: two writers at once (the job and a first download) write the same bytes to the same
+    key, so no lock is needed."""
+    original = await store.read(object_key, max_bytes=size_bytes)
+    copy = await to_thread.run_sync(lambda: sanitize(original, max_bytes=max_bytes))
+    key = f"sanitized/{photo_id}.jpg"
+    await store.put(key, copy, content_type="image/jpeg")
+    return key
+
+
 async def sanitized_photo_link(
     session: AsyncSession,
     store: ObjectStore,
@@ -191,14 +205,14 @@ async def sanitized_photo_link(
     if photo is None:
         raise NotFound("No such photo in this campaign's results.", code="photo_not_found")
     if photo.sanitized_key is None:
-        # Made on first demand, under a key derived from the photo: two first requests at once
-        # write the same bytes to the same key, so no lock is needed (this GET runs unlocked).
-        original = await store.read(photo.object_key, max_bytes=photo.size_bytes)
-        limit = settings.storage.max_photo_bytes
-        copy = await to_thread.run_sync(lambda: sanitize(original, max_bytes=limit))
-        key = f"sanitized/{photo.id}.jpg"
-        await store.put(key, copy, content_type="image/jpeg")
-        photo.sanitized_key = key
+        # Not made by the background job yet: made now, on first demand.
+        photo.sanitized_key = await write_sanitized_copy(
+            store,
+            photo_id=photo.id,
+            object_key=photo.object_key,
+            size_bytes=photo.size_bytes,
+            max_bytes=settings.storage.max_photo_bytes,
+        )
         await session.flush()
     return await store.presign_download(
         photo.sanitized_key,

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from anyio import to_thread
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +20,7 @@ from api import audit
 from api.deps import CurrentWorker, SessionDep, SettingsDep
 from api.errors import Conflict, Invalid
 from api.models import Reservation, ReservationState, User
+from api.observability import count_reservations, count_reservations_now
 from api.rate_limits import ReservationLimit
 from api.reservations import active_reservation_count, expire_stale_reservations_of, lock_worker
 from api.schemas import ERROR_RESPONSES, Body, Latitude, Longitude, PointGeometry
@@ -421,14 +422,22 @@ async def reserve_route_route(
     session: SessionDep,
     settings: SettingsDep,
     response: Response,
+    request: Request,
 ) -> RouteReservationOut:
     """Reserve every task of a route in one transaction, or none: 409 `tasks_taken` names
     exactly the tasks no longer available, so the app can plan again. Repeating a request
     whose tasks you already hold returns those reservations (200)."""
-    reservations, created = await reserve_route(
-        session, worker=worker, body=body, settings=settings
-    )
-    if not created:
+    try:
+        reservations, created = await reserve_route(
+            session, worker=worker, body=body, settings=settings
+        )
+    except Conflict as exc:
+        if exc.code == "tasks_taken":
+            count_reservations_now(request, "taken")
+        raise
+    if created:
+        count_reservations(request, session, "created", len(reservations))
+    else:
         response.status_code = 200
     return RouteReservationOut(
         reservations=[

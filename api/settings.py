@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from croniter import croniter
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from validation import Thresholds
@@ -133,12 +134,78 @@ class CheckSettings(BaseSettings):
         return replace(Thresholds(), **self.thresholds_overrides)  # type: ignore[arg-type]
 
 
+class WebhookSettings(BaseSettings):
+    """Calls to client endpoints: how long one may take, how often and how far apart retries
+    go, and whether endpoints on private networks are allowed (local development and tests)."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRAIN_WEBHOOKS_")
+
+    timeout_s: float = Field(10.0, gt=0, le=60)
+    max_attempts: int = Field(8, ge=1, le=50)
+    # After failed attempt n the next waits base * 2**(n-1) seconds, at most cap, less a random
+    # part of at most ``jitter`` of it, so endpoints that come back are not stampeded.
+    backoff_base_s: float = Field(30.0, gt=0)
+    backoff_cap_s: float = Field(6 * 3600.0, gt=0)
+    backoff_jitter: float = Field(0.1, ge=0, le=1)
+    allow_private_hosts: bool = False
+    endpoints_per_organization: int = Field(10, ge=1, le=100)
+    # Sent or abandoned events (and their delivery logs) are kept this long, then forgotten.
+    retention_days: int = Field(30, ge=1, le=3650)
+
+
+class ObservabilitySettings(BaseSettings):
+    """Logs and metrics. Logs are one JSON object per line by default (what log shippers read);
+    ``text`` is for reading a terminal. ``/metrics`` is open on the bind address unless a token
+    is set, then it needs ``Authorization: Bearer <token>``."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRAIN_")
+
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    metrics_token: SecretStr | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class JobSettings(BaseSettings):
+    """The job worker (``python -m api.jobs worker``): how many jobs it runs at once, and when
+    each periodic job is due, as cron expressions (a sixth field counts seconds)."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRAIN_JOBS_")
+
+    concurrency: int = Field(4, ge=1, le=64)
+    expire_reservations_cron: str = "* * * * * */30"
+    settle_overdue_cron: str = "* * * * *"
+    purge_positions_cron: str = "17 * * * *"
+    reconcile_uploads_cron: str = "47 * * * *"
+    sanitize_photos_cron: str = "* * * * *"
+    deliver_webhooks_cron: str = "* * * * * */5"
+    # Succeeded jobs are kept this long (for an operator to look at), then forgotten.
+    history_hours: int = Field(24, ge=1, le=24 * 90)
+    # The worker's own Prometheus endpoint (its process and what its jobs did); 0 turns it off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9101, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _valid_crons(self) -> JobSettings:
+        for name, value in self:
+            if name.endswith("_cron") and not croniter.is_valid(value):
+                raise ValueError(f"{name}: {value!r} is not a cron expression")
+        return self
+
+
 class AppSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TERRAIN_")
 
     env: Literal["development", "test", "production"] = "development"
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
-    run_sweeper: bool = True
+    # The periodic work runs in the job worker (api.jobs); this runs it in the API process too.
+    run_sweeper: bool = False
+    # The busiest routes answered below FastAPI's router (api.fastpath); off, FastAPI answers.
+    fastpath: bool = True
 
 
 class Settings(BaseSettings):
@@ -149,6 +216,9 @@ class Settings(BaseSettings):
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     checks: CheckSettings = Field(default_factory=CheckSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> Settings:

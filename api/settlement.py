@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import audit
+from api import audit, webhooks
 from api.alerts import raise_alerts
 from api.errors import Conflict, NotFound
 from api.models import Appeal, Dispute, Submission, SubmissionStatus
@@ -173,6 +173,7 @@ async def settle(
         comment=decision.comment,
         ledger_entry_id=entry,
     )
+    await webhooks.emit_decision(session, submission.id, approved=decision.approve)
     await session.refresh(submission)
 
 
@@ -203,13 +204,18 @@ _OVERDUE = text(
     """
     SELECT s.id, s.status::text AS status FROM submission s
     WHERE s.status IN ('pending_acceptance', 'needs_review')
-      AND s.created_at <= now() - make_interval(hours => :auto_hours)
+      AND s.created_at <= coalesce(CAST(:now AS timestamptz), now())
+                          - make_interval(hours => :auto_hours)
     UNION ALL
     SELECT s.id, s.status::text FROM submission s JOIN appeal a ON a.submission_id = s.id
-    WHERE s.status = 'appealed' AND a.created_at <= now() - make_interval(hours => :decision_hours)
+    WHERE s.status = 'appealed'
+      AND a.created_at <= coalesce(CAST(:now AS timestamptz), now())
+                          - make_interval(hours => :decision_hours)
     UNION ALL
     SELECT s.id, s.status::text FROM submission s JOIN dispute d ON d.submission_id = s.id
-    WHERE s.status = 'disputed' AND d.created_at <= now() - make_interval(hours => :decision_hours)
+    WHERE s.status = 'disputed'
+      AND d.created_at <= coalesce(CAST(:now AS timestamptz), now())
+                          - make_interval(hours => :decision_hours)
     LIMIT :batch
     """
 )
@@ -221,9 +227,12 @@ AUTO_CAUSES = {
 }
 
 
-async def settle_overdue(session: AsyncSession, settings: Settings, *, batch: int = 500) -> int:
-    """Approve what waited too long; returns how many. A row a person is deciding right now
-    (locked) is skipped this round and, if still undecided, caught by the next."""
+async def settle_overdue(
+    session: AsyncSession, settings: Settings, *, batch: int = 500, now: datetime | None = None
+) -> int:
+    """Approve what waited too long as of ``now`` (the database's clock when None); returns
+    how many. A row a person is deciding right now (locked) is skipped this round and, if still
+    undecided, caught by the next."""
     rows = (
         await session.execute(
             _OVERDUE,
@@ -231,6 +240,7 @@ async def settle_overdue(session: AsyncSession, settings: Settings, *, batch: in
                 "auto_hours": settings.review.auto_approval_hours,
                 "decision_hours": settings.review.decision_hours,
                 "batch": batch,
+                "now": now,
             },
         )
     ).all()

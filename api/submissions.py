@@ -16,12 +16,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import audit
+from api import audit, webhooks
 from api.deps import CurrentWorker, SessionDep, SettingsDep, WorkerEvenSuspended
 from api.errors import Conflict, Invalid, NotFound
 from api.models import (
@@ -40,6 +40,7 @@ from api.models import (
     User,
     Verdict,
 )
+from api.observability import count_validation
 from api.photos import CheckOut
 from api.reason_codes import FAILED_CHECKS, describe
 from api.reservations import lock_own_reservation, require_active
@@ -438,6 +439,7 @@ async def submit(
         failed=[c["code"] for c in report if c["outcome"] == "fail"],
         warned=[c["code"] for c in report if c["outcome"] == "warn"],
     )
+    await webhooks.emit_submitted(session, submission.id)
     return submission, True
 
 
@@ -466,6 +468,7 @@ async def submit_route(
     worker: CurrentWorker,
     session: SessionDep,
     settings: SettingsDep,
+    request: Request,
 ) -> Response:
     """Submit the reservation's checked photos with the device's position fix. Returns the
     validation report (each check with its measured value, threshold and message) and the
@@ -480,6 +483,8 @@ async def submit_route(
         body=body,
         settings=settings,
     )
+    if created:
+        count_validation(request, session, submission.verdict.value, submission.report)
     if created or submission.first_answer is None:
         answer = (await submission_out(session, submission, settings)).model_dump_json()
         if created:

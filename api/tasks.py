@@ -198,18 +198,30 @@ class _Statement:
     parameters: tuple[str, ...]
 
 
-def _nearest_statement(candidates: Any) -> _Statement:
+def _nearest_statement(candidates: Any, *, with_user: bool = False) -> _Statement:
     """One round trip: how many candidates there were and the reach of the farthest (what the
     exactness check needs), and the details of the ``limit`` geodesically nearest only, ranked
     as nearest_open_tasks ranks them (tasks beyond the radius sort after every task within it,
-    so this set holds every task that makes the cut)."""
+    so this set holds every task that makes the cut).
+
+    ``with_user``: every row also carries what the access rules read of the user ``:user_id``
+    (NULLs when there is no such user), so that a request signs in within the same round trip.
+    """
+    user_columns, user_join = "", ""
+    if with_user:
+        user_columns = (
+            " u.role::text AS user_role, u.suspended_at AS user_suspended_at,"
+            " u.deleted_at AS user_deleted_at,"
+        )
+        user_join = ' LEFT JOIN "user" u ON u.id = :user_id'
     statement = text(
         f"""
         WITH candidate AS MATERIALIZED ({candidates.text}),
         seen AS (SELECT count(*) AS seen, max(reach) AS farthest_reach FROM candidate),
         t AS (SELECT * FROM candidate ORDER BY distance_m, id::text COLLATE "C" LIMIT :limit)
-        SELECT seen.seen, seen.farthest_reach, t.id AS task_id, t.distance_m,{_NEARBY_COLUMNS}
-        FROM seen LEFT JOIN (t{DETAIL_JOINS.rstrip()}) ON true
+        SELECT seen.seen, seen.farthest_reach,{user_columns} t.id AS task_id, t.distance_m,
+               {_NEARBY_COLUMNS.strip()}
+        FROM seen{user_join} LEFT JOIN (t{DETAIL_JOINS.rstrip()}) ON true
         """
     ).compile(dialect=asyncpg_dialect())
     return _Statement(str(statement), tuple(statement.positiontup or ()))
@@ -217,6 +229,8 @@ def _nearest_statement(candidates: Any) -> _Statement:
 
 _NEAREST_PLANAR = _nearest_statement(_CANDIDATES_PLANAR)
 _NEAREST_SPHERE = _nearest_statement(_CANDIDATES_SPHERE)
+_NEAREST_PLANAR_WITH_USER = _nearest_statement(_CANDIDATES_PLANAR, with_user=True)
+_NEAREST_SPHERE_WITH_USER = _nearest_statement(_CANDIDATES_SPHERE, with_user=True)
 
 MERCATOR_RADIUS_M = 6_378_137.0
 # Planar distance in spherical Mercator over the WGS84 geodesic stays below
@@ -232,7 +246,7 @@ class _Search:
     unseen_at_least_m: Callable[[float], float]  # from the farthest candidate's reach
 
 
-def _search_plan(lat: float, lon: float, radius_m: float) -> _Search:
+def _search_plan(lat: float, lon: float, radius_m: float, *, with_user: bool = False) -> _Search:
     """The planar search where Mercator is well defined around the point, else the sphere."""
     band = abs(lat) + radius_m / 110_000 + 0.01  # highest latitude within the radius
     if band <= PLANAR_MAX_LATITUDE:
@@ -242,14 +256,14 @@ def _search_plan(lat: float, lon: float, radius_m: float) -> _Search:
             mx = MERCATOR_RADIUS_M * math.radians(lon)
             my = MERCATOR_RADIUS_M * math.log(math.tan(math.pi / 4 + math.radians(lat) / 2))
             return _Search(
-                _NEAREST_PLANAR,
+                _NEAREST_PLANAR_WITH_USER if with_user else _NEAREST_PLANAR,
                 {"mx": mx, "my": my, "b": half_box, "lat": lat, "lon": lon},
                 lambda reach: reach / scale,
             )
     x, y, z = unit_vector(lat, lon)
     slack = 1.0 + SPHERE_ELLIPSOID_MAX_RATIO_ERROR
     return _Search(
-        _NEAREST_SPHERE,
+        _NEAREST_SPHERE_WITH_USER if with_user else _NEAREST_SPHERE,
         {"x": x, "y": y, "z": z, "c": chord_for_arc(radius_m * slack), "lat": lat, "lon": lon},
         lambda chord: arc_for_chord(chord) / slack,
     )
@@ -314,14 +328,30 @@ async def nearest_open_tasks(
     (planar Mercator distance, or the chord on the sphere near the poles); the candidate set is
     widened until it provably holds every task whose geodesic distance could make the cut.
     """
-    plan = _search_plan(lat, lon, radius_m)
-    k = limit + 8 + limit // 4
     # The busiest query of the API runs on the session's own asyncpg connection, inside its
     # transaction: skipping the ORM execution layer halves this query's client-side cost.
     raw = await (await session.connection()).get_raw_connection()
     driver = cast(asyncpg.Connection, raw.driver_connection)
+    ranked, _ = await nearest_rows(driver, lat=lat, lon=lon, radius_m=radius_m, limit=limit)
+    return ranked
+
+
+async def nearest_rows(
+    driver: asyncpg.Connection,
+    *,
+    lat: float,
+    lon: float,
+    radius_m: float,
+    limit: int,
+    user_id: uuid.UUID | None = None,
+) -> tuple[list[asyncpg.Record], asyncpg.Record]:
+    """nearest_open_tasks on an asyncpg connection, and the first row the database returned
+    last: with ``user_id``, it carries that user's ``user_role``, ``user_suspended_at`` and
+    ``user_deleted_at`` (all NULL when there is no such user)."""
+    plan = _search_plan(lat, lon, radius_m, with_user=user_id is not None)
+    k = limit + 8 + limit // 4
     while True:
-        values = plan.parameters | {"k": k, "limit": limit}
+        values: dict[str, Any] = {**plan.parameters, "k": k, "limit": limit, "user_id": user_id}
         rows = await driver.fetch(
             plan.statement.sql, *(values[name] for name in plan.statement.parameters)
         )
@@ -335,7 +365,7 @@ async def nearest_open_tasks(
         if needed <= plan.unseen_at_least_m(rows[0]["farthest_reach"]):
             break  # any unseen task is farther than the last one kept
         k *= 4
-    return within[:limit]
+    return within[:limit], rows[0]
 
 
 def nearby_payload(rows: list[asyncpg.Record], query: NearbyQuery, work: WorkSettings) -> bytes:

@@ -4,6 +4,7 @@ factory, a client per role, and small factories. Every test starts from empty ta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
@@ -42,6 +43,13 @@ TEST_DB = os.environ.get("TERRAIN_TEST_DB_NAME", "terrain_test")
 # Append-only (a trigger refuses DELETE): emptied with TRUNCATE, which the trigger does not see.
 LEDGER_TABLES = ["ledger_entry", "payout_batch"]
 TABLES = [
+    "webhook_attempt",
+    "webhook_delivery",
+    "webhook_event",
+    "webhook_endpoint",
+    "procrastinate_periodic_defers",
+    "procrastinate_jobs",
+    "procrastinate_workers",
     "rate_limit_window",
     "appeal",
     "dispute",
@@ -110,24 +118,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def live_server(  # a real uvicorn server on a loopback port, sharing the test database
-    test_database_url: str, tmp_path_factory
-) -> Iterator[str]:
-    # Enough connections for 50 requests at once, within PostgreSQL's default 100.
-    objects = str(tmp_path_factory.mktemp("objects"))
-    settings = make_settings(test_database_url, objects, connections=55)
-    port = free_port()
+@contextlib.contextmanager
+def serving(app: FastAPI, port: int, **config: Any) -> Iterator[str]:
+    """``app`` served by uvicorn in a thread on a loopback ``port``, for as long as the block
+    lasts; yields its base URL."""
     server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            # Tests pause between rounds to arrange data; a server closing idle connections
-            # meanwhile would race the client reusing them.
-            timeout_keep_alive=300,
-        )
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config)
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -135,9 +131,24 @@ def live_server(  # a real uvicorn server on a loopback port, sharing the test d
     while not server.started:
         assert time.monotonic() < deadline, "the test server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_server(  # a real uvicorn server on a loopback port, sharing the test database
+    test_database_url: str, tmp_path_factory
+) -> Iterator[str]:
+    # Enough connections for 50 requests at once, within PostgreSQL's default 100.
+    objects = str(tmp_path_factory.mktemp("objects"))
+    settings = make_settings(test_database_url, objects, connections=55)
+    # Tests pause between rounds to arrange data; a server closing idle connections meanwhile
+    # would race the client reusing them.
+    with serving(create_app(settings), free_port(), timeout_keep_alive=300) as url:
+        yield url
 
 
 @pytest.fixture

@@ -107,6 +107,13 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
         None,
         (401, 403, 404, 404, 403, 403),  # a photo not (yet) in the results
     ),
+    (
+        "GET",
+        "/v1/campaigns/{campaign_id}/photos/{photo_id}/link",
+        None,
+        (401, 403, 404, 404, 403, 403),  # a photo not (yet) in the results
+    ),
+    ("GET", "/v1/campaigns/{campaign_id}/photos.zip", None, OWN_CLIENT_ONLY),
     ("GET", "/v1/tasks/nearby?lat=48.85&lon=2.35", None, WORKER_ONLY),
     ("GET", "/v1/tasks/{free_task_id}", None, WORKER_ONLY),
     ("POST", "/v1/tasks/{free_task_id}/reservations", None, (401, 201, 403, 403, 403, 403)),
@@ -220,6 +227,24 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
         lambda w: {"json": {"outcome": "restore", "comment": "Fine"}},
         (401, 403, 403, 403, 403, 409),  # not hidden
     ),
+    (
+        "POST",
+        "/v1/webhooks",
+        lambda w: {"json": {"url": "https://1.1.1.1/hooks", "event_types": ["task.approved"]}},
+        (401, 403, 201, 201, 403, 403),
+    ),
+    ("GET", "/v1/webhooks", None, CLIENT_ONLY),
+    ("GET", "/v1/webhooks/{missing_id}", None, (401, 403, 404, 404, 403, 403)),
+    ("DELETE", "/v1/webhooks/{missing_id}", None, (401, 403, 404, 404, 403, 403)),
+    ("GET", "/v1/webhooks/{missing_id}/deliveries", None, (401, 403, 404, 404, 403, 403)),
+    ("POST", "/v1/webhooks/{missing_id}/ping", None, (401, 403, 404, 404, 403, 403)),
+    ("GET", "/v1/webhook-deliveries/{missing_id}", None, (401, 403, 404, 404, 403, 403)),
+    (
+        "POST",
+        "/v1/webhook-deliveries/{missing_id}/replay",
+        None,
+        (401, 403, 404, 404, 403, 403),
+    ),
     ("GET", "/v1/me/reputation", None, WORKER_ONLY),
     ("GET", "/v1/me/audit-events", None, (401, 200, 200, 200, 200, 200)),
     ("GET", "/v1/me/export", None, WORKER_ONLY),
@@ -231,10 +256,14 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
     ),
     ("GET", "/healthz", None, EVERYONE),
     ("GET", "/readyz", None, EVERYONE),
+    ("GET", "/metrics", None, EVERYONE),  # open unless TERRAIN_METRICS_TOKEN is set
     ("GET", "/openapi.json", None, EVERYONE),
     ("GET", "/docs", None, EVERYONE),
     ("GET", "/docs/oauth2-redirect", None, EVERYONE),
     ("GET", "/redoc", None, EVERYONE),
+    ("GET", "/console/", None, EVERYONE),
+    ("GET", "/console/config.json", None, EVERYONE),
+    ("GET", "/console/assets/console.css", None, EVERYONE),
 ]
 DOCUMENTATION_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 # Endless bodies cannot go through the in-process client: their cells are asserted over a real
@@ -325,6 +354,9 @@ def test_every_route_has_an_access_rule_and_a_row_in_the_matrix():
         for method in route.methods - {"HEAD"}:
             path = route.path.replace("{task_id}", "{free_task_id}")
             path = path.replace("{submission_id}", "{missing_id}").replace("{token}", "{bad_token}")
+            for name in ("endpoint_id", "delivery_id"):
+                path = path.replace(f"{{{name}}}", "{missing_id}")
+            path = path.replace("{asset}", "console.css")
             for name in ("area_id", "batch_id", "user_id", "suspension_id"):
                 path = path.replace(f"{{{name}}}", "{missing_id}")
             in_app.add((method, path))

@@ -143,6 +143,15 @@ ACCEPTED_REFUSALS: dict[str, dict[str, str]] = {
     "POST /v1/submissions/{submission_id}/dispute": _REASON_CODES,
     "POST /v1/users/{user_id}/suspension": _REASON_CODES,
     "POST /v1/tasks/{task_id}/reports": _REASON_CODES,
+    "POST /v1/webhooks": {
+        code: "a public https URL that resolves"
+        for code in (
+            "webhook_url_invalid",
+            "webhook_url_not_https",
+            "webhook_url_private",
+            "webhook_url_unresolvable",
+        )
+    },
 }
 # PostgreSQL text cannot hold U+0000: the API refuses it in any JSON body, and the database
 # refuses it in any other text (form fields, query strings), both with 422. Only for requests
@@ -230,6 +239,17 @@ async def _arrange(factory: Factory, http: httpx.AsyncClient) -> World:
         json={"reason_code": "abuse", "message": "Shouted at staff"},
     )
     assert suspension.status_code == 201, suspension.text
+    hooks = []
+    for _ in range(2):
+        hook = await http.post(
+            "/v1/webhooks",
+            headers=client.headers,
+            json={"url": "https://1.1.1.1/hooks", "event_types": ["task.approved"]},
+        )
+        assert hook.status_code == 201, hook.text
+        hooks.append(hook.json()["id"])
+    ping = await http.post(f"/v1/webhooks/{hooks[0]}/ping", headers=client.headers)
+    assert ping.status_code == 202, ping.text
     submitted_in = await factory.db.fetch(
         "SELECT DISTINCT t.campaign_id AS id FROM submission s JOIN task t ON t.id = s.task_id"
     )
@@ -253,10 +273,13 @@ async def _arrange(factory: Factory, http: httpx.AsyncClient) -> World:
             "user_id": [str(bystander.id)],
             "suspension_id": [suspension.json()["id"]],
             "token": [grant.json()["upload"]["url"].rsplit("/", 1)[-1]],
+            "endpoint_id": [hooks[0]],
+            "delivery_id": [ping.json()["id"]],
         },
         own_ids={
             "DELETE /v1/reservations/{reservation_id}": {"reservation_id": [reservations[1]]},
             "POST /v1/campaigns/{campaign_id}/cancel": {"campaign_id": [str(doomed_campaign)]},
+            "DELETE /v1/webhooks/{endpoint_id}": {"endpoint_id": [hooks[1]]},
         },
     )
 

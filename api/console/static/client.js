@@ -1,0 +1,206 @@
+// Clients: campaigns and their progress, the map of stores by task status, results with the
+// sanitized photos, exports, and disputes of accepted work within the window.
+
+import { consoleConfig, downloadFrom, get, post, save } from "./api.js";
+import { field, go, h, label, money, notify, replace, table, when } from "./dom.js";
+import { STATUS_LETTERS, campaignMap } from "./map.js";
+
+const STATUSES = Object.keys(STATUS_LETTERS);
+
+function progress(campaign) {
+  const total = campaign.task_total || 1;
+  const present = STATUSES.filter((s) => campaign.task_counts[s]);
+  return h("div", { class: "progress-block" },
+    h("div", { class: "progress", "aria-hidden": "true" }, present.map((status) => {
+      const bar = h("span", { class: `segment status-${status}` });
+      bar.style.width = `${(100 * campaign.task_counts[status]) / total}%`;
+      return bar;
+    })),
+    h("p", { class: "progress-text" }, present.map((s) => `${label(s)} ${campaign.task_counts[s]}`).join(" · ") || "no tasks"));
+}
+
+async function allPages(path) {
+  const items = [];
+  let cursor = null;
+  do {
+    const page = await get(`${path}${path.includes("?") ? "&" : "?"}limit=500${cursor ? `&cursor=${cursor}` : ""}`);
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return items;
+}
+
+export async function campaignsScreen(main) {
+  const campaigns = await allPages("/v1/campaigns");
+  const rows = campaigns.map((c) => h("tr", {},
+    h("th", { scope: "row" }, h("a", { href: `#/campaigns/${c.id}` }, c.name)),
+    h("td", {}, label(c.status)),
+    h("td", {}, `${when(c.starts_at)} – ${when(c.ends_at)}`),
+    h("td", {}, money(c.reward_cents, c.currency)),
+    h("td", {}, String(c.task_total)),
+    h("td", {}, progress(c))));
+  replace(main,
+    h("h1", { tabindex: "-1" }, "Campaigns"),
+    campaigns.length
+      ? table("Your organization's campaigns, with tasks by status", ["Campaign", "Status", "Runs", "Reward per task", "Tasks", "Progress"], rows, "campaigns")
+      : h("p", {}, "No campaign yet."));
+}
+
+const CSV_COLUMNS = ["store_ref", "store_name", "store_address", "latitude", "longitude", "task_status", "submitted_at", "verdict", "submission_status", "photos"];
+
+function csvCell(value) {
+  let text = value === null || value === undefined ? "" : String(value);
+  // A cell a spreadsheet will not run as a formula.
+  if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+  return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+function resultRecord(r) {
+  const [lon, lat] = r.store_location.coordinates;
+  return {
+    store_ref: r.store_external_ref, store_name: r.store_name, store_address: r.store_address,
+    latitude: lat, longitude: lon, task_status: r.status, submitted_at: r.submitted_at,
+    verdict: r.verdict, submission_status: r.submission_status, photos: r.photos.length,
+  };
+}
+
+export function resultsCsv(results) {
+  const lines = [CSV_COLUMNS.join(",")];
+  for (const r of results) {
+    const record = resultRecord(r);
+    lines.push(CSV_COLUMNS.map((c) => csvCell(record[c])).join(","));
+  }
+  return `${lines.join("\r\n")}\r\n`;
+}
+
+export function resultsGeoJson(results) {
+  return {
+    type: "FeatureCollection",
+    features: results.map((r) => {
+      const { latitude, longitude, ...properties } = resultRecord(r);
+      return {
+        type: "Feature", id: r.task_id, geometry: r.store_location,
+        properties: { task_id: r.task_id, submission_id: r.submission_id, ...properties },
+      };
+    }),
+  };
+}
+
+function disputeDeadline(r, config) {
+  if (r.dispute_deadline) return new Date(r.dispute_deadline);
+  if (r.submission_status === "approved" && r.submitted_at) {
+    return new Date(new Date(r.submitted_at).getTime() + config.acceptance_window_hours * 3600_000);
+  }
+  return null;
+}
+
+async function loadThumbnails(campaignId, images) {
+  const queue = [...images];
+  const worker = async () => {
+    for (let next = queue.shift(); next; next = queue.shift()) {
+      try {
+        const link = await get(`/v1/campaigns/${campaignId}/photos/${next.dataset.photo}/link`);
+        next.src = link.url;
+      } catch {
+        next.alt = `${next.alt} (unavailable)`;
+      }
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+}
+
+export async function campaignScreen(main, id) {
+  const [campaign, results, config, codes] = await Promise.all([
+    get(`/v1/campaigns/${id}`), allPages(`/v1/campaigns/${id}/results`), consoleConfig(), get("/v1/reason-codes"),
+  ]);
+  results.sort((a, b) => a.store_name.localeCompare(b.store_name));
+  const disputeArea = h("div", { class: "dispute-area" });
+  const openDispute = (r) => {
+    const reason = h("select", { id: "dispute-reason", name: "reason", required: true },
+      h("option", { value: "" }, "Choose a reason…"),
+      codes.dispute.map((c) => h("option", { value: c.code }, `${c.code}: ${c.description}`)));
+    const message = h("textarea", { id: "dispute-message", name: "message", rows: 3, maxlength: 4000, required: true });
+    const error = h("p", { class: "error", role: "alert" });
+    const form = h("form", { class: "panel", "aria-labelledby": "dispute-title", onsubmit: async (event) => {
+      event.preventDefault();
+      if (!reason.value || !message.value.trim()) {
+        error.textContent = "A dispute needs a reason code and a message: a reviewer decides, and the worker reads them.";
+        return;
+      }
+      try {
+        await post(`/v1/submissions/${r.submission_id}/dispute`, { reason_code: reason.value, message: message.value.trim() });
+        notify(`Disputed the work at ${r.store_name}: a reviewer will decide.`, "success");
+        go(`#/campaigns/${id}`);
+      } catch (exc) {
+        error.textContent = exc.message;
+      }
+    } },
+    h("h2", { id: "dispute-title", tabindex: "-1" }, `Dispute the work at ${r.store_name}`),
+    h("p", {}, `Possible until ${when(disputeDeadline(r, config))}. A reviewer decides, not the client.`),
+    field("dispute-reason", "Reason code", reason),
+    field("dispute-message", "Message (what is wrong)", message),
+    h("div", { class: "actions" },
+      h("button", { type: "submit", class: "reject" }, "Send the dispute"),
+      h("button", { type: "button", class: "secondary", onclick: () => replace(disputeArea) }, "Cancel")),
+    error);
+    replace(disputeArea, form);
+    form.querySelector("h2").focus();
+  };
+  const now = Date.now();
+  const thumbnails = [];
+  const rows = results.map((r) => {
+    const deadline = disputeDeadline(r, config);
+    const canDispute = ["pending_acceptance", "approved"].includes(r.submission_status) && deadline && deadline.getTime() > now;
+    const photos = r.photos.map((p, i) => {
+      const img = h("img", { class: "thumb", alt: `Photo ${i + 1} at ${r.store_name}`, "data-photo": p.id });
+      thumbnails.push(img);
+      return img;
+    });
+    return h("tr", { "data-task": r.task_id, class: `status-row` },
+      h("th", { scope: "row" }, r.store_name, r.store_external_ref ? h("span", { class: "hint" }, ` ${r.store_external_ref}`) : null),
+      h("td", {}, h("span", { class: `badge status-${r.status}` }, `${STATUS_LETTERS[r.status] ?? "?"} · ${label(r.status)}`)),
+      h("td", {}, when(r.submitted_at)),
+      h("td", {}, r.verdict ? label(r.verdict) : "—", r.submission_status ? h("span", { class: "hint" }, ` (${label(r.submission_status)})`) : null),
+      h("td", { class: "photos-cell" }, photos.length ? photos : "—"),
+      h("td", { class: "actions-cell" },
+        r.submission_status === "pending_acceptance"
+          ? h("button", { type: "button", class: "approve", onclick: async () => {
+            try {
+              await post(`/v1/submissions/${r.submission_id}/accept`);
+              notify(`Accepted the work at ${r.store_name}.`, "success");
+              go(`#/campaigns/${id}`);
+            } catch (exc) {
+              notify(exc.message, "error");
+            }
+          } }, "Accept")
+          : null,
+        canDispute ? h("button", { type: "button", class: "reject", onclick: () => openDispute(r) }, "Dispute") : null));
+  });
+  const slug = campaign.name.replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "") || "campaign";
+  replace(main,
+    h("h1", { tabindex: "-1" }, campaign.name),
+    h("p", { class: "meta" }, `${label(campaign.status)} · ${money(campaign.reward_cents, campaign.currency)} per task · ${when(campaign.starts_at)} – ${when(campaign.ends_at)}`),
+    h("p", { class: "meta" }, h("strong", {}, "Purpose: "), campaign.purpose),
+    progress(campaign),
+    h("section", { class: "panel", "aria-labelledby": "campaign-map-title" },
+      h("h2", { id: "campaign-map-title" }, "Stores by task status"),
+      campaignMap(results, config)),
+    h("section", { class: "panel", "aria-labelledby": "exports-title" },
+      h("h2", { id: "exports-title" }, "Export"),
+      h("div", { class: "actions" },
+        h("button", { type: "button", class: "secondary", id: "export-csv", onclick: () => save(new Blob([resultsCsv(results)], { type: "text/csv" }), `${slug}-results.csv`) }, "Results as CSV"),
+        h("button", { type: "button", class: "secondary", id: "export-geojson", onclick: () => save(new Blob([JSON.stringify(resultsGeoJson(results), null, 2)], { type: "application/geo+json" }), `${slug}-results.geojson`) }, "Results as GeoJSON"),
+        h("button", { type: "button", class: "secondary", id: "export-zip", onclick: async () => {
+          try {
+            await downloadFrom(`/v1/campaigns/${id}/photos.zip`, `${slug}-photos.zip`);
+          } catch (exc) {
+            notify(exc.message, "error");
+          }
+        } }, "Accepted photos as zip"))),
+    disputeArea,
+    h("section", { class: "panel", "aria-labelledby": "results-title" },
+      h("h2", { id: "results-title" }, "Results"),
+      table("Each store's task, its latest submission and the photos of accepted work (sanitized: no location data)",
+        ["Store", "Task status", "Submitted", "Verdict", "Photos", "Actions"], rows, "results")));
+  loadThumbnails(id, thumbnails);
+}
