@@ -19,6 +19,10 @@ export TERRAIN_TEST_DB_ADMIN_URL ?= postgresql+asyncpg://$(PG_USER)@$(PG_HOST):$
 .PHONY: run test deps lock audit postgis database migrate seed lint bench-nearby bench-routing \
 	bench-route-endpoint bench-assignments bench-validation bench-load clean chromium
 
+# Logs as text in a terminal (production logs JSON, the default).
+run: export TERRAIN_LOG_FORMAT ?= text
+# The local photo store's signed URLs point at this server, wherever HOST and PORT put it.
+run: export TERRAIN_STORAGE_PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
 run: deps postgis database migrate seed
 	$(BIN)/python -m api.jobs worker & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; trap 'exit 130' INT TERM; \

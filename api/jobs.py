@@ -347,6 +347,9 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = Settings()
     configure_logging(settings.observability)
+    if settings.observability.log_level != "DEBUG":
+        # Four lines for every job run, every few seconds: the jobs log what they did instead.
+        logging.getLogger("procrastinate").setLevel(logging.WARNING)
     if "application_name" not in settings.db.model_fields_set:
         settings.db.application_name = "terrain-jobs"
     if args.command == "worker":

@@ -92,6 +92,25 @@ function marker(shape, [x, y], className, title) {
   return h("circle", { cx: x, cy: y, r: 8, class: className }, tip);
 }
 
+// Both markers of a distance line sit on it and reach at most 11 px from it (the square's
+// corner with its outline); the label's outline reaches 2 px beyond its text.
+const LABEL_CLEARANCE = 14;
+
+// The label beside the middle of the line, on its upper side, anchored so the whole text lies
+// on that side: it never covers the markers at either end, however close they are.
+function distanceLabel(origin, end, text) {
+  const [dx, dy] = [end[0] - origin[0], end[1] - origin[1]];
+  const length = Math.hypot(dx, dy);
+  let [nx, ny] = length ? [dy / length, -dx / length] : [0, -1];
+  if (ny > 0 || (ny === 0 && nx < 0)) [nx, ny] = [-nx, -ny];
+  return h("text", {
+    x: (origin[0] + end[0]) / 2 + nx * LABEL_CLEARANCE,
+    y: (origin[1] + end[1]) / 2 + ny * LABEL_CLEARANCE,
+    "text-anchor": nx < 0 ? "end" : "start",
+    class: "distance-label",
+  }, text);
+}
+
 function ring(view, coordinates) {
   return coordinates.map((c, i) => `${i ? "L" : "M"}${view.project(c).map((v) => v.toFixed(1)).join(",")}`).join(" ") + " Z";
 }
@@ -139,10 +158,9 @@ export function reviewMap(item, config) {
   ];
   const line = (feature, className, distance) => {
     const end = view.project(feature.geometry.coordinates);
-    const mid = [(origin[0] + end[0]) / 2, (origin[1] + end[1]) / 2];
     lines.push(h("g", { class: `distance ${className}` },
       h("line", { x1: origin[0], y1: origin[1], x2: end[0], y2: end[1], class: "distance-line" }),
-      h("text", { x: mid[0] + 6, y: mid[1] - 6, class: "distance-label" }, metres(distance))));
+      distanceLabel(origin, end, metres(distance))));
   };
   photos.forEach((photo, index) => {
     const distance = measured("gps.geofence", photo.properties.photo_id) ?? haversine(store.geometry.coordinates, photo.geometry.coordinates);
