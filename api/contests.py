@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import audit, webhooks
+from api import audit, outbox
 from api.deps import CurrentClient, SessionDep, SettingsDep, WorkerEvenSuspended
 from api.errors import Conflict, NotFound
 from api.models import Appeal, Campaign, Dispute, Submission, SubmissionStatus, Task, User
@@ -132,7 +132,7 @@ async def dispute(
         reason_code=reason_code,
         message=body.message,
     )
-    await webhooks.emit_task_event(session, submission.id, "task.disputed", reason_code=reason_code)
+    await outbox.emit_task_event(session, submission.id, "task.disputed", reason_code=reason_code)
     return disputed
 
 

@@ -40,13 +40,14 @@ from api.me import purge_positions as purge_old_positions
 from api.models import Photo, PhotoState, Submission
 from api.object_store import build_object_store
 from api.observability import Metrics, configure_logging
+from api.outbox import forget_old_events
 from api.rate_limits import forget_old_windows
 from api.reconcile import reconcile_uploads as reconcile_store
 from api.reservations import sweep
 from api.results import VISIBLE_STATUSES, write_sanitized_copy
 from api.settings import DatabaseSettings, Settings
 from api.settlement import settle_overdue as settle_overdue_work
-from api.webhooks import deliver_due, forget_old_events
+from api.webhook_delivery import deliver_due
 from storage import ObjectMissing, ObjectStore, ObjectTooLarge
 from validation import UnreadablePhoto
 

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import audit, webhooks
+from api import audit, outbox
 from api.alerts import raise_alerts
 from api.errors import Conflict, NotFound
 from api.models import Appeal, Dispute, Submission, SubmissionStatus
@@ -173,7 +173,7 @@ async def settle(
         comment=decision.comment,
         ledger_entry_id=entry,
     )
-    await webhooks.emit_decision(session, submission.id, approved=decision.approve)
+    await outbox.emit_decision(session, submission.id, approved=decision.approve)
     await session.refresh(submission)
 
 

@@ -21,7 +21,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import audit, webhooks
+from api import audit, outbox
 from api.deps import CurrentWorker, SessionDep, SettingsDep, WorkerEvenSuspended
 from api.errors import Conflict, Invalid, NotFound
 from api.models import (
@@ -439,7 +439,7 @@ async def submit(
         failed=[c["code"] for c in report if c["outcome"] == "fail"],
         warned=[c["code"] for c in report if c["outcome"] == "warn"],
     )
-    await webhooks.emit_submitted(session, submission.id)
+    await outbox.emit_submitted(session, submission.id)
     return submission, True
 
 

@@ -22,7 +22,7 @@ from api import jobs
 from api.db import make_engine, make_sessionmaker
 from api.jobs import Resources
 from api.models import Role
-from api.webhooks import emit
+from api.outbox import emit
 from tests.api.test_photos import STORE, reserve
 from tests.api.test_settlement import REWARD, ledger, submitted
 from tests.api.test_webhooks import WEBHOOKS, Receiver

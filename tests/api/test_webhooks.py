@@ -22,16 +22,10 @@ from sqlalchemy import text
 
 from api.db import make_engine, make_sessionmaker
 from api.models import Role
+from api.outbox import EVENT_TYPES, emit, forget_old_events
 from api.settings import Settings, WebhookSettings
 from api.settlement import Decision, lock_submission, settle
-from api.webhooks import (
-    EVENT_TYPES,
-    backoff_s,
-    deliver_due,
-    emit,
-    forget_old_events,
-    verify_signature,
-)
+from api.webhook_delivery import backoff_s, deliver_due, verify_signature
 from tests.api.test_photos import STORE, complete, device_fix, reserve, shelf_photo, submit, upload
 from tests.api.test_settlement import decide, submitted
 from tests.conftest import make_settings, table_fingerprint
