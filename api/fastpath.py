@@ -59,7 +59,10 @@ class _Taken:
     rule: deps.AccessRule
     bucket: rate_limits.Bucket | None
     query_fields: list[Any]  # the query parameters, validated as FastAPI validates them
-    answer: Callable[[FastPath, _Taken, Scope, Receive, Send], Awaitable[None]]
+    # The answer to a request of the common kind, from its scope and body (None when the
+    # route takes none); raises _HandOn for FastAPI to answer, or the error the route would.
+    answer: Callable[[FastPath, _Taken, Scope, bytes | None], Awaitable[Response]]
+    reads_body: bool
 
 
 class _HandOn(Exception):
@@ -75,11 +78,11 @@ class FastPath:
         self.api = api
         self.taken: dict[tuple[str, str], _Taken] = {}
         answers = {
-            ("GET", "/v1/tasks/nearby"): (_nearby, {tasks.nearby_query}),
-            ("POST", "/v1/assignments"): (_assignment, set()),
+            ("GET", "/v1/tasks/nearby"): (_nearby, {tasks.nearby_query}, False),
+            ("POST", "/v1/assignments"): (_assignment, set(), True),
         }
         served = list(_served_routes(api.routes))
-        for (method, path), (answer, own) in answers.items():
+        for (method, path), (answer, own, reads_body) in answers.items():
             # The route the router would pick for this method and path: the first that matches.
             first = next(
                 (r for r in served if method in r.methods and r.path_regex.match(path)), None
@@ -87,7 +90,7 @@ class FastPath:
             if first is None or first.path != path or first.dependant is None:
                 log.warning("FastAPI answers %s %s: no route of its own", method, path)
                 continue
-            taken = _take(first.route, first.dependant, answer, own)
+            taken = _take(first.route, first.dependant, answer, own, reads_body)
             if taken is not None:
                 self.taken[method, path] = taken
 
@@ -100,9 +103,23 @@ class FastPath:
                 scope["route"] = taken.route
                 scope["endpoint"] = taken.route.endpoint
                 scope["path_params"] = {}
-                await taken.answer(self, taken, scope, receive, send)
+                await self._answer(taken, scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    async def _answer(self, taken: _Taken, scope: Scope, receive: Receive, send: Send) -> None:
+        body = None
+        if taken.reads_body:
+            body, receive = await _read_body(receive)  # replayed to FastAPI if handed on
+        try:
+            response = await taken.answer(self, taken, scope, body)
+        except _HandOn:
+            await self.hand_on(scope, receive, send)
+            return
+        except Exception as exc:
+            await self.answer_error(exc, scope, receive, send)
+            return
+        await response(scope, receive, send)
 
     @property
     def settings(self) -> Settings:
@@ -131,7 +148,9 @@ class FastPath:
         await response(scope, receive, send)
 
 
-def _take(route: APIRoute, dependant: Dependant, answer: Any, own: set[Any]) -> _Taken | None:
+def _take(
+    route: APIRoute, dependant: Dependant, answer: Any, own: set[Any], reads_body: bool
+) -> _Taken | None:
     """The route's access rule and rate limit, if its dependencies are all ones this module
     reproduces; else None, and FastAPI keeps answering it (a dependency added to the route
     would otherwise be skipped here)."""
@@ -151,7 +170,8 @@ def _take(route: APIRoute, dependant: Dependant, answer: Any, own: set[Any]) -> 
         log.warning("FastAPI answers %s: dependencies %r", route.path, unknown)
         return None
     query_fields = [f for d in _dependants(dependant) for f in d.query_params]
-    return _Taken(route, rules[0], buckets[0] if buckets else None, query_fields, answer)
+    bucket = buckets[0] if buckets else None
+    return _Taken(route, rules[0], bucket, query_fields, answer, reads_body)
 
 
 class _Served(NamedTuple):
@@ -221,90 +241,56 @@ async def _pooled(fast: FastPath) -> Any:
     return await fast.api.state.engine.raw_connection()
 
 
-async def _nearby(
-    fast: FastPath, taken: _Taken, scope: Scope, receive: Receive, send: Send
-) -> None:
+async def _nearby(fast: FastPath, taken: _Taken, scope: Scope, body: bytes | None) -> Response:
     settings = fast.settings
+    values, errors = request_params_to_args(taken.query_fields, QueryParams(scope["query_string"]))
+    if errors:
+        raise _HandOn
     try:
-        values, errors = request_params_to_args(
-            taken.query_fields, QueryParams(scope["query_string"])
+        query = await tasks.nearby_query(settings, **values)
+    except DomainError:
+        raise _HandOn from None
+    user_id = _token_user(scope, settings)
+    pooled = await _pooled(fast)
+    try:
+        # The user is read in the same statement as the tasks (one round trip, not two).
+        ranked, first = await tasks.nearest_rows(
+            pooled.driver_connection,
+            lat=query.lat,
+            lon=query.lon,
+            radius_m=query.radius_m,
+            limit=query.limit,
+            user_id=user_id,
         )
-        if errors:
-            raise _HandOn
-        try:
-            query = await tasks.nearby_query(settings, **values)
-        except DomainError:
-            raise _HandOn from None
-        user_id = _token_user(scope, settings)
-    except _HandOn:
-        await fast.hand_on(scope, receive, send)
-        return
-    try:
-        pooled = await _pooled(fast)
-        try:
-            # The user is read in the same statement as the tasks (one round trip, not two).
-            ranked, first = await tasks.nearest_rows(
-                pooled.driver_connection,
-                lat=query.lat,
-                lon=query.lon,
-                radius_m=query.radius_m,
-                limit=query.limit,
-                user_id=user_id,
-            )
-        finally:
-            await greenlet_spawn(pooled.close)
-        _check_access(taken, first, prefix="user_")
-    except _HandOn:
-        await fast.hand_on(scope, receive, send)
-        return
-    except Exception as exc:
-        await fast.answer_error(exc, scope, receive, send)
-        return
+    finally:
+        await greenlet_spawn(pooled.close)
+    _check_access(taken, first, prefix="user_")
     payload = tasks.nearby_payload(ranked, query, settings.work)
-    await Response(payload, media_type="application/json")(scope, receive, send)
+    return Response(payload, media_type="application/json")
 
 
-async def _assignment(
-    fast: FastPath, taken: _Taken, scope: Scope, receive: Receive, send: Send
-) -> None:
+async def _assignment(fast: FastPath, taken: _Taken, scope: Scope, body: bytes | None) -> Response:
     settings = fast.settings
-    body, receive = await _read_body(receive)
+    # FastAPI reads a JSON body when the content type says so; anything else is its call.
+    if body is None or _header(scope, b"content-type") != "application/json":
+        raise _HandOn
     try:
-        # FastAPI reads a JSON body when the content type says so; anything else is its call.
-        if body is None or _header(scope, b"content-type") != "application/json":
-            raise _HandOn
-        try:
-            data = assignments.AssignmentIn.model_validate(json.loads(body))
-        except (ValueError, ValidationError):  # JSONDecodeError and UnicodeError are ValueErrors
-            raise _HandOn from None
-        user_id = _token_user(scope, settings)
-        pooled = await _pooled(fast)
-    except _HandOn:
-        await fast.hand_on(scope, receive, send)
-        return
-    except Exception as exc:
-        await fast.answer_error(exc, scope, receive, send)
-        return
+        data = assignments.AssignmentIn.model_validate(json.loads(body))
+    except (ValueError, ValidationError):  # JSONDecodeError and UnicodeError are ValueErrors
+        raise _HandOn from None
+    user_id = _token_user(scope, settings)
+    pooled = await _pooled(fast)
     try:
-        try:
-            conn: asyncpg.Connection = pooled.driver_connection
-            _check_access(taken, await deps.user_row(conn, user_id))
-            # From here on the request is this module's to answer: it is counted.
-            if taken.bucket is not None:
-                await rate_limits.count_request(conn, user_id, taken.bucket, settings.work)
-            payload = await assignments.assign(
-                conn, worker_id=user_id, body=data, settings=settings
-            )
-        finally:
-            await greenlet_spawn(pooled.close)
-    except _HandOn:
-        await fast.hand_on(scope, receive, send)
-        return
-    except Exception as exc:
-        await fast.answer_error(exc, scope, receive, send)
-        return
+        conn: asyncpg.Connection = pooled.driver_connection
+        _check_access(taken, await deps.user_row(conn, user_id))
+        # From here on the request is this module's to answer: it is counted.
+        if taken.bucket is not None:
+            await rate_limits.count_request(conn, user_id, taken.bucket, settings.work)
+        payload = await assignments.assign(conn, worker_id=user_id, body=data, settings=settings)
+    finally:
+        await greenlet_spawn(pooled.close)
     count_reservations_now(Request(scope), "created")  # assign committed its transaction
-    await Response(payload, status_code=201, media_type="application/json")(scope, receive, send)
+    return Response(payload, status_code=201, media_type="application/json")
 
 
 async def _read_body(receive: Receive) -> tuple[bytes | None, Receive]:
