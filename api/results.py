@@ -204,8 +204,19 @@ async def sanitized_photo_link(
     )
     if photo is None:
         raise NotFound("No such photo in this campaign's results.", code="photo_not_found")
+    return await store.presign_download(
+        await sanitized_key(session, store, photo, settings),
+        expires_in_s=settings.storage.download_ttl_s,
+        filename=f"{photo.id}.jpg",
+    )
+
+
+async def sanitized_key(
+    session: AsyncSession, store: ObjectStore, photo: Photo, settings: Settings
+) -> str:
+    """The key of the photo's sanitized copy; made now if the background job has not made it
+    yet (first demand)."""
     if photo.sanitized_key is None:
-        # Not made by the background job yet: made now, on first demand.
         photo.sanitized_key = await write_sanitized_copy(
             store,
             photo_id=photo.id,
@@ -214,11 +225,7 @@ async def sanitized_photo_link(
             max_bytes=settings.storage.max_photo_bytes,
         )
         await session.flush()
-    return await store.presign_download(
-        photo.sanitized_key,
-        expires_in_s=settings.storage.download_ttl_s,
-        filename=f"{photo.id}.jpg",
-    )
+    return photo.sanitized_key
 
 
 @router.get("/v1/campaigns/{campaign_id}/results")

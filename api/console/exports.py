@@ -21,7 +21,7 @@ from starlette.background import BackgroundTask
 from api.campaigns import own_campaign
 from api.deps import CurrentClient, SessionDep, SettingsDep, StorageDep
 from api.models import Photo, PhotoState, Store, Submission, Task, User
-from api.results import VISIBLE_STATUSES, sanitized_photo_link
+from api.results import VISIBLE_STATUSES, sanitized_key, sanitized_photo_link
 from api.schemas import ERROR_RESPONSES
 from api.settings import Settings
 from storage import ObjectStore
@@ -52,7 +52,7 @@ async def photos_archive(
     campaign = await own_campaign(session, client=client, campaign_id=campaign_id)
     rows = (
         await session.execute(
-            select(Photo.id, Store.name, Store.external_ref)
+            select(Photo, Store.name, Store.external_ref)
             .join(Submission, Submission.reservation_id == Photo.reservation_id)
             .join(Task, Task.id == Submission.task_id)
             .join(Store, Store.id == Task.store_id)
@@ -68,20 +68,10 @@ async def photos_archive(
     os.close(handle)
     try:
         archive = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED)
-        for photo_id, store_name, external_ref in rows:
-            # Makes the sanitized copy when it does not exist yet, after the same checks.
-            await sanitized_photo_link(
-                session,
-                store,
-                client=client,
-                campaign_id=campaign.id,
-                photo_id=photo_id,
-                settings=settings,
-            )
-            data = await store.read(
-                f"sanitized/{photo_id}.jpg", max_bytes=settings.storage.max_photo_bytes
-            )
-            name = archive_name(store_name, external_ref, photo_id)
+        for photo, store_name, external_ref in rows:
+            key = await sanitized_key(session, store, photo, settings)
+            data = await store.read(key, max_bytes=settings.storage.max_photo_bytes)
+            name = archive_name(store_name, external_ref, photo.id)
             await to_thread.run_sync(archive.writestr, name, data)
         await to_thread.run_sync(archive.close)
     except BaseException:
