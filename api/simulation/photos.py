@@ -81,18 +81,18 @@ def shelf_scene(seed: int, size: tuple[int, int] = PHOTO_SIZE) -> Image.Image:
     return grainy.filter(ImageFilter.GaussianBlur(0.6))
 
 
-def _rational(value: Fraction | int) -> IFDRational:
+def rational(value: Fraction | int) -> IFDRational:
     value = Fraction(value)
     return IFDRational(value.numerator, value.denominator)
 
 
-def _dms(degrees: float) -> tuple[IFDRational, IFDRational, IFDRational]:
+def dms(degrees: float) -> tuple[IFDRational, IFDRational, IFDRational]:
     """Unsigned degrees as EXIF degrees, minutes and seconds (micro-second precision)."""
     magnitude = abs(degrees)
     whole = int(magnitude)
     minutes = int((magnitude - whole) * 60)
     seconds = Fraction(round((magnitude - whole - minutes / 60) * 3600 * 1_000_000), 1_000_000)
-    return _rational(whole), _rational(minutes), _rational(seconds)
+    return rational(whole), rational(minutes), rational(seconds)
 
 
 def phone_exif(
@@ -103,12 +103,12 @@ def phone_exif(
     exif = Image.Exif()
     exif[_MAKE], exif[_MODEL], exif[_ORIENTATION] = "Terrain", "Simulated phone", 1
     gps = exif.get_ifd(_GPS_IFD)
-    gps[_GPS_LATITUDE_REF], gps[_GPS_LATITUDE] = ("N" if lat >= 0 else "S"), _dms(lat)
-    gps[_GPS_LONGITUDE_REF], gps[_GPS_LONGITUDE] = ("E" if lon >= 0 else "W"), _dms(lon)
-    gps[_GPS_H_POSITIONING_ERROR] = _rational(Fraction(accuracy_m).limit_denominator(100))
+    gps[_GPS_LATITUDE_REF], gps[_GPS_LATITUDE] = ("N" if lat >= 0 else "S"), dms(lat)
+    gps[_GPS_LONGITUDE_REF], gps[_GPS_LONGITUDE] = ("E" if lon >= 0 else "W"), dms(lon)
+    gps[_GPS_H_POSITIONING_ERROR] = rational(Fraction(accuracy_m).limit_denominator(100))
     utc = taken_at.astimezone(UTC)
     gps[_GPS_DATESTAMP] = utc.strftime("%Y:%m:%d")
-    gps[_GPS_TIMESTAMP] = (_rational(utc.hour), _rational(utc.minute), _rational(utc.second))
+    gps[_GPS_TIMESTAMP] = (rational(utc.hour), rational(utc.minute), rational(utc.second))
     local = taken_at.astimezone(ZoneInfo(timezone))
     ifd = exif.get_ifd(_EXIF_IFD)
     ifd[_DATETIME_ORIGINAL] = local.strftime("%Y:%m:%d %H:%M:%S")

@@ -11,7 +11,8 @@ from typing import Any
 
 from geographiclib.geodesic import Geodesic
 from PIL import Image, ImageDraw, ImageFilter
-from PIL.TiffImagePlugin import IFDRational
+
+from api.simulation.photos import dms, rational
 
 GPS_IFD = 0x8825
 EXIF_IFD = 0x8769
@@ -59,20 +60,6 @@ def encode(image: Image.Image, *, quality: int = 90, exif: Image.Exif | None = N
     out = io.BytesIO()
     image.save(out, "JPEG", quality=quality, exif=exif.tobytes() if exif is not None else b"")
     return out.getvalue()
-
-
-def rational(value: Fraction | int) -> IFDRational:
-    value = Fraction(value)
-    return IFDRational(value.numerator, value.denominator)
-
-
-def dms(degrees: float) -> tuple[IFDRational, IFDRational, IFDRational]:
-    """Unsigned degrees as EXIF degrees, minutes and seconds (micro-second precision)."""
-    magnitude = abs(degrees)
-    whole = int(magnitude)
-    minutes = int((magnitude - whole) * 60)
-    seconds = Fraction(round((magnitude - whole - minutes / 60) * 3600 * 1_000_000), 1_000_000)
-    return rational(whole), rational(minutes), rational(seconds)
 
 
 def phone_exif(
