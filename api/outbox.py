@@ -189,20 +189,28 @@ _COMPLETED_CAMPAIGN = text(
 )
 
 
+_LOCK_IF_WANTED = text(
+    """
+    SELECT pg_advisory_xact_lock(hashtextextended('campaign.completed:' || c.id::text, 0))
+    FROM submission s JOIN task t ON t.id = s.task_id JOIN campaign c ON c.id = t.campaign_id
+    WHERE s.id = :submission_id
+      AND EXISTS (SELECT 1 FROM webhook_endpoint e
+                  WHERE e.organization_id = c.organization_id AND e.active
+                    AND 'campaign.completed' = ANY (e.event_types))
+    """
+)
+
+
 async def _emit_if_campaign_completed(session: AsyncSession, submission_id: uuid.UUID) -> None:
     # Two last decisions of a campaign, in two transactions, would each see the other's task
     # still undecided and neither would complete it: the campaign's decisions queue on a lock
     # here, held to the end of the transaction, and the statement after it sees what the
     # previous holder committed. An advisory lock, taken after every row lock of the
-    # decision, so it cannot deadlock with them.
-    await session.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(hashtextextended('campaign.completed:' || "
-            "(SELECT t.campaign_id FROM submission s JOIN task t ON t.id = s.task_id "
-            "WHERE s.id = :submission_id)::text, 0))"
-        ),
-        {"submission_id": submission_id},
-    )
+    # decision, so it cannot deadlock with them. Taken, and the campaign looked at, only when
+    # an endpoint of the organization wants to hear of its completion.
+    wanted = await session.execute(_LOCK_IF_WANTED, {"submission_id": submission_id})
+    if wanted.first() is None:
+        return
     row = (await session.execute(_COMPLETED_CAMPAIGN, {"submission_id": submission_id})).first()
     if row is None:
         return
