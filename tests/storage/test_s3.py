@@ -340,7 +340,9 @@ async def test_an_unreachable_endpoint_is_unavailable_quickly(black_hole, endpoi
         started = time.monotonic()
         with pytest.raises(StorageUnavailable):
             await operation()
-        assert time.monotonic() - started < 2.0
+        # Bounded by the 0.5 s timeouts, not botocore's 60 s defaults; the margin absorbs a
+        # loaded machine (2.3 s was seen at a load average above 5).
+        assert time.monotonic() - started < 10.0
 
 
 async def test_server_errors_are_retried_then_reported_as_unavailable(s3_server, bucket):
