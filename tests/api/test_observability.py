@@ -6,6 +6,7 @@ tests/api/test_faults.py (the object-store outage test), not repeated here.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -539,3 +540,20 @@ def test_logging_is_configured_once_whatever_the_number_of_apps():
         assert logging.getLogger("uvicorn.access").disabled
     finally:
         configure_logging(ObservabilitySettings())
+
+
+async def test_the_serving_app_is_out_of_the_collectors_sight(settings):
+    """A full collection walks only what requests leave behind: what start-up built is frozen
+    while the app serves, and given back to the collector at shutdown."""
+    gc.unfreeze()
+    application = create_app(settings)
+
+    def tracked() -> bool:  # gc.get_objects() leaves out the frozen objects
+        return any(obj is application.router for obj in gc.get_objects())
+
+    assert tracked()
+    async with application.router.lifespan_context(application):
+        assert gc.get_freeze_count() > 0
+        assert not tracked()
+    assert gc.get_freeze_count() == 0
+    assert tracked()
