@@ -260,6 +260,7 @@ async def _nearby(fast: FastPath, taken: _Taken, scope: Scope, body: bytes | Non
             lon=query.lon,
             radius_m=query.radius_m,
             limit=query.limit,
+            listing=True,
             user_id=user_id,
         )
     finally:

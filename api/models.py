@@ -15,6 +15,7 @@ from sqlalchemy import (
     Computed,
     DateTime,
     Enum,
+    FetchedValue,
     Float,
     ForeignKey,
     ForeignKeyConstraint,
@@ -214,6 +215,11 @@ class Task(Base):
     reserved_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Filled and kept by the database (migration 0011's trigger), never written here: the
+    # campaign's on-site minutes, and the task's entry in GET /v1/tasks/nearby as compact JSON
+    # (client, purpose, store, terms), read with the row the nearby search fetches anyway.
+    onsite_minutes: Mapped[int] = mapped_column(Integer, server_default=FetchedValue())
+    listing: Mapped[str] = mapped_column(Text, server_default=FetchedValue(), deferred=True)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
 

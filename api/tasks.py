@@ -150,25 +150,32 @@ AVAILABLE_SQL = """
       AND (t.status = 'open' OR t.reserved_until <= now())
       AND t.starts_at <= now() AND t.ends_at > now()"""
 
-_NEARBY_COLUMNS = """
-           t.reward_cents, t.currency, t.ends_at AS available_until,
+# What the callers that rank tasks themselves read of each one: assignments (terms) and route
+# suggestions (place and hours).
+_RANKED_DETAILS = """
+           t.reward_cents, t.currency, t.ends_at AS available_until, t.onsite_minutes,
            o.id AS organization_id, o.name AS organization_name,
-           c.id AS campaign_id, c.purpose, c.onsite_minutes, c.reservation_minutes,
+           c.id AS campaign_id, c.purpose, c.reservation_minutes,
            s.id AS store_id, s.name AS store_name, s.address,
            ST_Y(s.location::geometry) AS lat, ST_X(s.location::geometry) AS lon,
            s.timezone, s.opening_hours
 """
 
+# What the nearby list reads: the entry the database keeps on the task (migration 0011) and
+# the two terms the hourly rate needs. No join.
+_LISTED = """
+           t.reward_cents, t.onsite_minutes, t.listing
+"""
+
 _CANDIDATE_COLUMNS = """
     SELECT t.id, t.campaign_id, t.store_id, t.status, t.reserved_until, t.reward_cents,
-           t.currency, t.ends_at,
+           t.currency, t.ends_at, t.onsite_minutes,{listing}
            ST_Distance(t.location, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography)
                AS distance_m,"""
 
 # Candidates in planar order in spherical Mercator (a compact 2-D index), each with its true
 # WGS84 geodesic distance. ``reach`` is the planar distance: the exactness bound works on it.
-_CANDIDATES_PLANAR = text(
-    f"""{_CANDIDATE_COLUMNS}
+_CANDIDATES_PLANAR = f"""{_CANDIDATE_COLUMNS}
            t.mercator <-> ST_MakePoint(:mx, :my) AS reach
     FROM task t
     WHERE {AVAILABLE_SQL}
@@ -176,12 +183,10 @@ _CANDIDATES_PLANAR = text(
       AND t.mercator && ST_MakeEnvelope(:mx - :b, :my - :b, :mx + :b, :my + :b)
     ORDER BY t.mercator <-> ST_MakePoint(:mx, :my)
     LIMIT :k"""
-)
 
 # Near the poles and across the antimeridian: candidates by chord distance between unit
 # vectors (exact great-circle order on the sphere), from the n-D index.
-_CANDIDATES_SPHERE = text(
-    f"""{_CANDIDATE_COLUMNS}
+_CANDIDATES_SPHERE = f"""{_CANDIDATE_COLUMNS}
            t.unit_vector <<->> ST_MakePoint(:x, :y, :z) AS reach
     FROM task t
     WHERE {AVAILABLE_SQL}
@@ -189,7 +194,6 @@ _CANDIDATES_SPHERE = text(
             ST_MakePoint(:x - :c, :y - :c, :z - :c), ST_MakePoint(:x + :c, :y + :c, :z + :c))
     ORDER BY t.unit_vector <<->> ST_MakePoint(:x, :y, :z)
     LIMIT :k"""
-)
 
 
 @dataclass(frozen=True)
@@ -198,14 +202,16 @@ class _Statement:
     parameters: tuple[str, ...]
 
 
-def _nearest_statement(candidates: Any, *, with_user: bool = False) -> _Statement:
+def _nearest_statement(candidates: str, *, with_user: bool, listing: bool) -> _Statement:
     """One round trip: how many candidates there were and the reach of the farthest (what the
-    exactness check needs), and the details of the ``limit`` geodesically nearest only, ranked
-    as nearest_open_tasks ranks them (tasks beyond the radius sort after every task within it,
+    exactness check needs), and the ``limit`` geodesically nearest only, ranked as
+    nearest_open_tasks ranks them (tasks beyond the radius sort after every task within it,
     so this set holds every task that makes the cut).
 
-    ``with_user``: every row also carries what the access rules read of the user ``:user_id``
-    (NULLs when there is no such user), so that a request signs in within the same round trip.
+    ``listing``: each task's nearby entry (``_LISTED``) rather than its details
+    (``_RANKED_DETAILS``, three joins). ``with_user``: every row also carries what the access
+    rules read of the user ``:user_id`` (NULLs when there is no such user), so that a request
+    signs in within the same round trip.
     """
     user_columns, user_join = "", ""
     if with_user:
@@ -214,23 +220,33 @@ def _nearest_statement(candidates: Any, *, with_user: bool = False) -> _Statemen
             " u.deleted_at AS user_deleted_at,"
         )
         user_join = ' LEFT JOIN "user" u ON u.id = :user_id'
+    if listing:
+        candidates, columns, tasks = candidates.format(listing=" t.listing,"), _LISTED, "t"
+    else:
+        candidates = candidates.format(listing="")
+        columns, tasks = _RANKED_DETAILS, f"(t{DETAIL_JOINS.rstrip()})"
     statement = text(
         f"""
-        WITH candidate AS MATERIALIZED ({candidates.text}),
+        WITH candidate AS MATERIALIZED ({candidates}),
         seen AS (SELECT count(*) AS seen, max(reach) AS farthest_reach FROM candidate),
         t AS (SELECT * FROM candidate ORDER BY distance_m, id::text COLLATE "C" LIMIT :limit)
         SELECT seen.seen, seen.farthest_reach,{user_columns} t.id AS task_id, t.distance_m,
-               {_NEARBY_COLUMNS.strip()}
-        FROM seen{user_join} LEFT JOIN (t{DETAIL_JOINS.rstrip()}) ON true
+               {columns.strip()}
+        FROM seen{user_join} LEFT JOIN {tasks} ON true
         """
     ).compile(dialect=asyncpg_dialect())
     return _Statement(str(statement), tuple(statement.positiontup or ()))
 
 
-_NEAREST_PLANAR = _nearest_statement(_CANDIDATES_PLANAR)
-_NEAREST_SPHERE = _nearest_statement(_CANDIDATES_SPHERE)
-_NEAREST_PLANAR_WITH_USER = _nearest_statement(_CANDIDATES_PLANAR, with_user=True)
-_NEAREST_SPHERE_WITH_USER = _nearest_statement(_CANDIDATES_SPHERE, with_user=True)
+# By (planar, with_user, listing).
+_NEAREST = {
+    (planar, with_user, listing): _nearest_statement(
+        _CANDIDATES_PLANAR if planar else _CANDIDATES_SPHERE, with_user=with_user, listing=listing
+    )
+    for planar in (True, False)
+    for with_user in (True, False)
+    for listing in (True, False)
+}
 
 MERCATOR_RADIUS_M = 6_378_137.0
 # Planar distance in spherical Mercator over the WGS84 geodesic stays below
@@ -246,7 +262,9 @@ class _Search:
     unseen_at_least_m: Callable[[float], float]  # from the farthest candidate's reach
 
 
-def _search_plan(lat: float, lon: float, radius_m: float, *, with_user: bool = False) -> _Search:
+def _search_plan(
+    lat: float, lon: float, radius_m: float, *, with_user: bool, listing: bool
+) -> _Search:
     """The planar search where Mercator is well defined around the point, else the sphere."""
     band = abs(lat) + radius_m / 110_000 + 0.01  # highest latitude within the radius
     if band <= PLANAR_MAX_LATITUDE:
@@ -256,14 +274,14 @@ def _search_plan(lat: float, lon: float, radius_m: float, *, with_user: bool = F
             mx = MERCATOR_RADIUS_M * math.radians(lon)
             my = MERCATOR_RADIUS_M * math.log(math.tan(math.pi / 4 + math.radians(lat) / 2))
             return _Search(
-                _NEAREST_PLANAR_WITH_USER if with_user else _NEAREST_PLANAR,
+                _NEAREST[True, with_user, listing],
                 {"mx": mx, "my": my, "b": half_box, "lat": lat, "lon": lon},
                 lambda reach: reach / scale,
             )
     x, y, z = unit_vector(lat, lon)
     slack = 1.0 + SPHERE_ELLIPSOID_MAX_RATIO_ERROR
     return _Search(
-        _NEAREST_SPHERE_WITH_USER if with_user else _NEAREST_SPHERE,
+        _NEAREST[False, with_user, listing],
         {"x": x, "y": y, "z": z, "c": chord_for_arc(radius_m * slack), "lat": lat, "lon": lon},
         lambda chord: arc_for_chord(chord) / slack,
     )
@@ -318,11 +336,17 @@ def estimated_hourly_rate_cents(
 
 
 async def nearest_open_tasks(
-    session: AsyncSession, *, lat: float, lon: float, radius_m: float, limit: int
+    session: AsyncSession,
+    *,
+    lat: float,
+    lon: float,
+    radius_m: float,
+    limit: int,
+    listing: bool = False,
 ) -> list[asyncpg.Record]:
     """The ``limit`` nearest available tasks within the radius, nearest first (ties broken by
     id), exact on the WGS84 ellipsoid: rows with ``task_id``, ``distance_m`` in metres and the
-    task's details.
+    task's details (``_RANKED_DETAILS``), or with ``listing`` its nearby entry (``_LISTED``).
 
     The index ranks by a distance that bounds the geodesic from below within a known factor
     (planar Mercator distance, or the chord on the sphere near the poles); the candidate set is
@@ -332,7 +356,9 @@ async def nearest_open_tasks(
     # transaction: skipping the ORM execution layer halves this query's client-side cost.
     raw = await (await session.connection()).get_raw_connection()
     driver = cast(asyncpg.Connection, raw.driver_connection)
-    ranked, _ = await nearest_rows(driver, lat=lat, lon=lon, radius_m=radius_m, limit=limit)
+    ranked, _ = await nearest_rows(
+        driver, lat=lat, lon=lon, radius_m=radius_m, limit=limit, listing=listing
+    )
     return ranked
 
 
@@ -343,12 +369,13 @@ async def nearest_rows(
     lon: float,
     radius_m: float,
     limit: int,
+    listing: bool = False,
     user_id: uuid.UUID | None = None,
 ) -> tuple[list[asyncpg.Record], asyncpg.Record]:
     """nearest_open_tasks on an asyncpg connection, and the first row the database returned
     last: with ``user_id``, it carries that user's ``user_role``, ``user_suspended_at`` and
     ``user_deleted_at`` (all NULL when there is no such user)."""
-    plan = _search_plan(lat, lon, radius_m, with_user=user_id is not None)
+    plan = _search_plan(lat, lon, radius_m, with_user=user_id is not None, listing=listing)
     k = limit + 8 + limit // 4
     while True:
         values: dict[str, Any] = {**plan.parameters, "k": k, "limit": limit, "user_id": user_id}
@@ -369,53 +396,37 @@ async def nearest_rows(
 
 
 def nearby_payload(rows: list[asyncpg.Record], query: NearbyQuery, work: WorkSettings) -> bytes:
-    """The JSON of a ``NearbyOut``, built straight from the rows: this is the busiest answer of
-    the API, and validating it through models would cost more than the query."""
+    """The JSON of a ``NearbyOut`` from rows fetched with ``listing``: each task's stored entry
+    with what depends on where the worker stands appended. This is the busiest answer of the
+    API; validating it through models would cost more than the query."""
     metres_per_minute = work.walking_speed_kmh * 1000 / 60
     items = []
     for row in rows:
         distance = row["distance_m"]
         walking_minutes = distance / metres_per_minute
-        items.append(
-            {
-                "task_id": row["task_id"],
-                "client": {
-                    "organization_id": row["organization_id"],
-                    "name": row["organization_name"],
-                },
-                "campaign_id": row["campaign_id"],
-                "purpose": row["purpose"],
-                "store": {
-                    "id": row["store_id"],
-                    "name": row["store_name"],
-                    "address": row["address"],
-                    "location": {"type": "Point", "coordinates": [row["lon"], row["lat"]]},
-                    "opening_hours": row["opening_hours"],
-                },
-                "reward_cents": row["reward_cents"],
-                "currency": row["currency"],
-                "onsite_minutes": row["onsite_minutes"],
-                "reservation_minutes": row["reservation_minutes"],
-                "available_until": row["available_until"],
-                "distance_m": round(distance, 1),
-                "walking_minutes": round(walking_minutes, 1),
-                "estimated_hourly_rate_cents": estimated_hourly_rate_cents(
-                    row["reward_cents"], row["onsite_minutes"], walking_minutes
-                ),
-            }
+        rate = estimated_hourly_rate_cents(
+            row["reward_cents"], row["onsite_minutes"], walking_minutes
         )
-    payload = {
-        "origin": {"type": "Point", "coordinates": [query.lon, query.lat]},
-        "radius_m": query.radius_m,
-        "items": items,
-    }
-    # asyncpg returns its own UUID type, which orjson leaves to `default`.
-    return orjson.dumps(payload, default=str, option=orjson.OPT_UTC_Z)
+        # The entry is a JSON object: its closing brace gives way to the three fields. A
+        # float's repr is its shortest exact form, as orjson writes it.
+        items.append(
+            f'{row["listing"][:-1]},"distance_m":{round(distance, 1)!r},'
+            f'"walking_minutes":{round(walking_minutes, 1)!r},'
+            f'"estimated_hourly_rate_cents":{rate}}}'
+        )
+    origin = orjson.dumps({"type": "Point", "coordinates": [query.lon, query.lat]})
+    items_json = ",".join(items).encode()
+    return b'{"origin":%b,"radius_m":%d,"items":[%b]}' % (origin, query.radius_m, items_json)
 
 
 async def nearby(session: AsyncSession, query: NearbyQuery, work: WorkSettings) -> bytes:
     ranked = await nearest_open_tasks(
-        session, lat=query.lat, lon=query.lon, radius_m=query.radius_m, limit=query.limit
+        session,
+        lat=query.lat,
+        lon=query.lon,
+        radius_m=query.radius_m,
+        limit=query.limit,
+        listing=True,
     )
     return nearby_payload(ranked, query, work)
 

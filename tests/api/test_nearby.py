@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import random
+from datetime import UTC, datetime
 
 import pytest
 from geographiclib.geodesic import Geodesic
@@ -9,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from api.models import Role
-from api.tasks import _NEAREST_PLANAR, MERCATOR_RADIUS_M, _search_plan
+from api.tasks import _NEAREST, MERCATOR_RADIUS_M, _search_plan
 from geo.distance import geodesic_m, great_circle_m
 
 # Query points chosen where planar shortcuts break: the poles, both sides of the antimeridian,
@@ -130,6 +131,94 @@ async def test_nearby_item_carries_what_a_worker_needs(http, factory):
     assert item["store"]["location"] == {"type": "Point", "coordinates": [2.3522, 48.86]}
 
 
+NEAR_PARIS = {"lat": 48.8566, "lon": 2.3522}
+WHERE_YOU_STAND = ("distance_m", "walking_minutes", "estimated_hourly_rate_cents")
+
+
+async def _entries(http, worker) -> dict[str, dict]:
+    response = await http.get("/v1/tasks/nearby", headers=worker.headers, params=NEAR_PARIS)
+    assert response.status_code == 200
+    return {item["task_id"]: item for item in response.json()["items"]}
+
+
+async def _details(http, worker, task_id) -> dict:
+    """The task as GET /v1/tasks/{id} shows it, cut to the fields of a nearby entry."""
+    task = (await http.get(f"/v1/tasks/{task_id}", headers=worker.headers)).json()
+    store = task["store"]
+    return {
+        "task_id": task["task_id"],
+        "client": {key: task["client"][key] for key in ("organization_id", "name")},
+        "campaign_id": task["campaign_id"],
+        "purpose": task["purpose"],
+        "store": {
+            key: store[key] for key in ("id", "name", "address", "location", "opening_hours")
+        },
+        **{
+            key: task[key]
+            for key in (
+                "reward_cents",
+                "currency",
+                "onsite_minutes",
+                "reservation_minutes",
+                "available_until",
+            )
+        },
+    }
+
+
+async def test_the_stored_entry_shows_the_task_as_it_is(http, factory, db):
+    """The nearby entry the database keeps equals the task's details, text escaped and times
+    written as every other answer writes them, and follows a change to its store, campaign or
+    organization."""
+    client = await factory.account(Role.client)
+    worker = await factory.account(Role.worker)
+    (store_id,) = await factory.stores_at(client.organization_id, [(48.8570, 2.3530)])
+    await db.execute(
+        "UPDATE store SET name = $2, address = $3 WHERE id = $1",
+        store_id,
+        'Épicerie "Chez Lou" \\ 5\tbis',
+        "12 rue de l'Église\n75004 Paris",
+    )
+    ends = [
+        datetime(2031, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC),
+    ]
+    task_ids = [
+        (await factory.campaign(client, [store_id], ends_at=at, onsite_minutes=12))[1][0]
+        for at in ends
+    ]
+    entries = await _entries(http, worker)
+    assert sorted(entries) == sorted(str(task_id) for task_id in task_ids)
+    for task_id in task_ids:
+        entry = {k: v for k, v in entries[str(task_id)].items() if k not in WHERE_YOU_STAND}
+        assert entry == await _details(http, worker, task_id)
+    assert [entries[str(task_id)]["available_until"] for task_id in task_ids] == [
+        "2031-01-02T03:04:05.678901Z",
+        "2031-01-02T03:04:05Z",
+    ]
+    assert entries[str(task_ids[0])]["store"]["name"] == 'Épicerie "Chez Lou" \\ 5\tbis'
+
+    campaign_id = entries[str(task_ids[0])]["campaign_id"]
+    await db.execute("UPDATE store SET opening_hours = 'Mo-Fr 09:00-12:00' WHERE id = $1", store_id)
+    await db.execute("UPDATE campaign SET purpose = 'Count the facings' WHERE id = $1", campaign_id)
+    await db.execute(
+        "UPDATE organization SET name = 'Maison Bleue' WHERE id = $1", client.organization_id
+    )
+    changed = await _entries(http, worker)
+    first, second = changed[str(task_ids[0])], changed[str(task_ids[1])]
+    assert (
+        first["store"]["opening_hours"] == second["store"]["opening_hours"] == "Mo-Fr 09:00-12:00"
+    )
+    assert (first["purpose"], second["purpose"]) == (
+        "Count the facings",
+        entries[str(task_ids[1])]["purpose"],
+    )
+    assert first["client"]["name"] == second["client"]["name"] == "Maison Bleue"
+    for task_id in task_ids:
+        entry = {k: v for k, v in changed[str(task_id)].items() if k not in WHERE_YOU_STAND}
+        assert entry == await _details(http, worker, task_id)
+
+
 async def test_nearby_bounds(http, factory):
     worker = await factory.account(Role.worker)
     cases = [
@@ -167,7 +256,7 @@ async def test_candidate_queries_use_their_index(factory, db, lat, lon, index):
     store_ids = await factory.stores_at(client.organization_id, scattered_points(rng, 3000))
     await factory.campaign(client, store_ids)
     await db.execute("ANALYZE task")
-    plan = _search_plan(lat, lon, 2000)
+    plan = _search_plan(lat, lon, 2000, with_user=False, listing=True)
     values = plan.parameters | {"k": 30, "limit": 20}
     sql = plan.statement.sql
     for position, name in reversed(list(enumerate(plan.statement.parameters, start=1))):
@@ -187,8 +276,8 @@ def test_planar_reach_never_overstates_the_geodesic(lat, lon, distance, bearing)
     """The exactness bound of the planar search: reach / scale <= geodesic, for any task within
     the radius (here: at ``distance`` along ``bearing``)."""
     target = Geodesic.WGS84.Direct(lat, lon, bearing, distance)
-    plan = _search_plan(lat, lon, 50_000)
-    if plan.statement is not _NEAREST_PLANAR:
+    plan = _search_plan(lat, lon, 50_000, with_user=False, listing=False)
+    if plan.statement is not _NEAREST[True, False, False]:  # (planar, with_user, listing)
         return
     mx, my = plan.parameters["mx"], plan.parameters["my"]
     tx = MERCATOR_RADIUS_M * math.radians(target["lon2"])
