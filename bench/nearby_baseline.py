@@ -2,9 +2,9 @@
 run through an asyncpg pool behind one FastAPI route, with no authentication and no details.
 
 It ranks by the ``<->`` operator on ``geography`` (distance on a sphere, served by a plain GiST
-index on ``task.location`` that the benchmark creates in its own database) and reports the
-geodesic ``ST_Distance``. Configured by environment: NEARBY_BASELINE_DSN,
-NEARBY_BASELINE_POOL_MIN, NEARBY_BASELINE_POOL_MAX.
+index) and reports the geodesic ``ST_Distance``, over ``bench_baseline_task``: the tasks' ids,
+statuses and places, a table the benchmark builds in its own database. Configured by
+environment: NEARBY_BASELINE_DSN, NEARBY_BASELINE_POOL_MIN, NEARBY_BASELINE_POOL_MAX.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fastapi import FastAPI, Query, Request
 
 NEAREST = """
     SELECT id, ST_Distance(location, ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography)
-    FROM task
+    FROM bench_baseline_task
     WHERE status = 'open'
     ORDER BY location <-> ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography
     LIMIT $3
