@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from anyio import to_thread
 from fastapi import APIRouter, Header
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -394,6 +394,8 @@ async def grant_upload_route(
     settings: SettingsDep,
     idempotency_key: Annotated[
         str | None,
+        # Optional, and a string when given: a header cannot carry a JSON null.
+        WithJsonSchema({"type": "string", "minLength": 8, "maxLength": 200}),
         Header(
             alias="Idempotency-Key",
             min_length=8,

@@ -21,10 +21,19 @@ Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 
 
+# What bodies trim (pydantic's strip): the Unicode White_Space characters, named one by one. A
+# JSON Schema regex's \s is another set (it holds U+FEFF and not U+0085), and a client checking
+# the schema must refuse and accept what the app refuses and accepts.
+_SPACE = r"\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_NOT_SPACE = rf"[^{_SPACE}]"
+
+
 def trimmed_min(length: int) -> str:
     """A pattern for text a body trims, at least ``length`` characters once trimmed: the
     schema's minLength alone would count the spaces that trimming removes."""
-    return r"\S" if length <= 1 else rf"\S[\s\S]{{{length - 2},}}\S"
+    if length <= 1:
+        return _NOT_SPACE
+    return rf"{_NOT_SPACE}[\s\S]{{{length - 2},}}{_NOT_SPACE}"
 
 
 # Words a person must write (a comment, a message): not blank, bounded.
