@@ -162,7 +162,7 @@ def rank(rows: list[Any], mode: str) -> list[Any]:
 async def assign(
     conn: asyncpg.Connection, *, worker_id: uuid.UUID, body: AssignmentIn, settings: Settings
 ) -> bytes:
-    """The JSON of an ``AssignmentOut``, built from the rows (see nearby_payload)."""
+    """The JSON of an ``AssignmentOut``, built from the rows."""
     cap = settings.work.reservation_cap
     async with conn.transaction():
         suspended_at, active = await conn.fetchrow(LOCK_WORKER_SQL, worker_id)

@@ -161,12 +161,6 @@ _RANKED_DETAILS = """
            s.timezone, s.opening_hours
 """
 
-# What the nearby list reads: the entry the database keeps on the task (migration 0011) and
-# the two terms the hourly rate needs. No join.
-_LISTED = """
-           t.reward_cents, t.onsite_minutes, t.listing
-"""
-
 _CANDIDATE_COLUMNS = """
     SELECT t.id, t.campaign_id, t.store_id, t.status, t.reserved_until, t.reward_cents,
            t.currency, t.ends_at, t.onsite_minutes,{listing}
@@ -202,46 +196,81 @@ class _Statement:
     parameters: tuple[str, ...]
 
 
-def _nearest_statement(candidates: str, *, with_user: bool, listing: bool) -> _Statement:
-    """One round trip: how many candidates there were and the reach of the farthest (what the
-    exactness check needs), and the ``limit`` geodesically nearest only, ranked as
-    nearest_open_tasks ranks them (tasks beyond the radius sort after every task within it,
-    so this set holds every task that makes the cut).
-
-    ``listing``: each task's nearby entry (``_LISTED``) rather than its details
-    (``_RANKED_DETAILS``, three joins). ``with_user``: every row also carries what the access
-    rules read of the user ``:user_id`` (NULLs when there is no such user), so that a request
-    signs in within the same round trip.
-    """
-    user_columns, user_join = "", ""
-    if with_user:
-        user_columns = (
-            " u.role::text AS user_role, u.suspended_at AS user_suspended_at,"
-            " u.deleted_at AS user_deleted_at,"
-        )
-        user_join = ' LEFT JOIN "user" u ON u.id = :user_id'
-    if listing:
-        candidates, columns, tasks = candidates.format(listing=" t.listing,"), _LISTED, "t"
-    else:
-        candidates = candidates.format(listing="")
-        columns, tasks = _RANKED_DETAILS, f"(t{DETAIL_JOINS.rstrip()})"
-    statement = text(
-        f"""
-        WITH candidate AS MATERIALIZED ({candidates}),
-        seen AS (SELECT count(*) AS seen, max(reach) AS farthest_reach FROM candidate),
-        t AS (SELECT * FROM candidate ORDER BY distance_m, id::text COLLATE "C" LIMIT :limit)
-        SELECT seen.seen, seen.farthest_reach,{user_columns} t.id AS task_id, t.distance_m,
-               {columns.strip()}
-        FROM seen{user_join} LEFT JOIN {tasks} ON true
-        """
-    ).compile(dialect=asyncpg_dialect())
+def _compiled(sql: str) -> _Statement:
+    statement = text(sql).compile(dialect=asyncpg_dialect())
     return _Statement(str(statement), tuple(statement.positiontup or ()))
+
+
+_USER_COLUMNS = (
+    " u.role::text AS user_role, u.suspended_at AS user_suspended_at,"
+    " u.deleted_at AS user_deleted_at,"
+)
+_USER_JOIN = ' LEFT JOIN "user" u ON u.id = :user_id'
+
+# How many candidates there were and the reach of the farthest: what the exactness check needs.
+_SEEN = "seen AS (SELECT count(*) AS seen, max(reach) AS farthest_reach FROM candidate)"
+
+
+def _nearest_statement(candidates: str, *, with_user: bool) -> _Statement:
+    """One round trip: the exactness figures (``_SEEN``) and the ``limit`` geodesically nearest
+    with their details (``_RANKED_DETAILS``), ranked as nearest_open_tasks ranks them (tasks
+    beyond the radius sort after every task within it, so this set holds every task that makes
+    the cut). ``with_user``: every row also carries what the access rules read of the user
+    ``:user_id`` (NULLs when there is no such user), so that a request signs in within the
+    same round trip."""
+    return _compiled(
+        f"""
+        WITH candidate AS MATERIALIZED ({candidates.format(listing="")}),
+        {_SEEN},
+        t AS (SELECT * FROM candidate ORDER BY distance_m, id::text COLLATE "C" LIMIT :limit)
+        SELECT seen.seen, seen.farthest_reach,{_USER_COLUMNS if with_user else ""}
+               t.id AS task_id, t.distance_m, {_RANKED_DETAILS.strip()}
+        FROM seen{_USER_JOIN if with_user else ""}
+        LEFT JOIN (t{DETAIL_JOINS.rstrip()}) ON true
+        """
+    )
+
+
+# A listed task's entry, as the nearby answer gives it: the entry the database keeps on the
+# task (migration 0011; a JSON object, whose closing brace gives way to three fields) and what
+# depends on where the worker stands. The rate is computed in double precision as
+# estimated_hourly_rate_cents computes it, and rounded half to even as Python rounds.
+_ENTRY = """left(listing, -1)
+              || ',"distance_m":' || round(distance_m::numeric, 1)
+              || ',"walking_minutes":' || round((distance_m / :metres_per_minute)::numeric, 1)
+              || ',"estimated_hourly_rate_cents":'
+              || round(reward_cents * 60 / (onsite_minutes + distance_m / :metres_per_minute))
+                   ::bigint
+              || '}'"""
+
+
+def _listing_statement(candidates: str, *, with_user: bool) -> _Statement:
+    """The nearby answer in one row: the exactness figures, how many tasks within the radius
+    made the cut and the distance of the last, and their entries, nearest first, joined into
+    the body of a JSON array (UTF-8 bytes). No join: each task carries its entry."""
+    return _compiled(
+        f"""
+        WITH candidate AS MATERIALIZED ({candidates.format(listing=" t.listing,")}),
+        {_SEEN},
+        kept AS (
+            SELECT * FROM candidate WHERE distance_m <= :radius_m
+            ORDER BY distance_m, id::text COLLATE "C" LIMIT :limit),
+        listed AS (
+            SELECT count(*) AS kept, max(distance_m) AS last_m,
+                   convert_to(string_agg({_ENTRY}, ',' ORDER BY distance_m, id::text COLLATE "C"),
+                              'UTF8') AS entries
+            FROM kept)
+        SELECT seen.seen, seen.farthest_reach,{_USER_COLUMNS if with_user else ""}
+               listed.kept, listed.last_m, listed.entries
+        FROM seen CROSS JOIN listed{_USER_JOIN if with_user else ""}
+        """
+    )
 
 
 # By (planar, with_user, listing).
 _NEAREST = {
-    (planar, with_user, listing): _nearest_statement(
-        _CANDIDATES_PLANAR if planar else _CANDIDATES_SPHERE, with_user=with_user, listing=listing
+    (planar, with_user, listing): (_listing_statement if listing else _nearest_statement)(
+        _CANDIDATES_PLANAR if planar else _CANDIDATES_SPHERE, with_user=with_user
     )
     for planar in (True, False)
     for with_user in (True, False)
@@ -336,30 +365,52 @@ def estimated_hourly_rate_cents(
 
 
 async def nearest_open_tasks(
-    session: AsyncSession,
-    *,
-    lat: float,
-    lon: float,
-    radius_m: float,
-    limit: int,
-    listing: bool = False,
+    session: AsyncSession, *, lat: float, lon: float, radius_m: float, limit: int
 ) -> list[asyncpg.Record]:
     """The ``limit`` nearest available tasks within the radius, nearest first (ties broken by
     id), exact on the WGS84 ellipsoid: rows with ``task_id``, ``distance_m`` in metres and the
-    task's details (``_RANKED_DETAILS``), or with ``listing`` its nearby entry (``_LISTED``).
+    task's details (``_RANKED_DETAILS``).
 
     The index ranks by a distance that bounds the geodesic from below within a known factor
     (planar Mercator distance, or the chord on the sphere near the poles); the candidate set is
     widened until it provably holds every task whose geodesic distance could make the cut.
     """
-    # The busiest query of the API runs on the session's own asyncpg connection, inside its
-    # transaction: skipping the ORM execution layer halves this query's client-side cost.
-    raw = await (await session.connection()).get_raw_connection()
-    driver = cast(asyncpg.Connection, raw.driver_connection)
     ranked, _ = await nearest_rows(
-        driver, lat=lat, lon=lon, radius_m=radius_m, limit=limit, listing=listing
+        await driver_of(session), lat=lat, lon=lon, radius_m=radius_m, limit=limit
     )
     return ranked
+
+
+async def driver_of(session: AsyncSession) -> asyncpg.Connection:
+    """The session's own asyncpg connection, inside its transaction: the busiest queries skip
+    the ORM's execution layer, which would double their client-side cost."""
+    raw = await (await session.connection()).get_raw_connection()
+    return cast(asyncpg.Connection, raw.driver_connection)
+
+
+async def _widened(
+    driver: asyncpg.Connection,
+    plan: _Search,
+    values: dict[str, Any],
+    limit: int,
+    cut: Callable[[list[asyncpg.Record]], tuple[int, float]],
+) -> list[asyncpg.Record]:
+    """Runs the plan with a candidate set widened until it holds every task that could make the
+    cut: until the search box is exhausted, or every unseen task is provably farther than the
+    last task kept. ``cut`` reads (tasks kept, distance of the last) from the rows."""
+    k = limit + 8 + limit // 4
+    while True:
+        rows = await driver.fetch(
+            plan.statement.sql,
+            *({**values, "k": k}[name] for name in plan.statement.parameters),
+        )
+        if rows[0]["seen"] < k:
+            return rows  # every task inside the search box was seen
+        kept, last_m = cut(rows)
+        needed = last_m if kept >= limit else values["radius_m"]
+        if needed <= plan.unseen_at_least_m(rows[0]["farthest_reach"]):
+            return rows  # any unseen task is farther than the last one kept
+        k *= 4
 
 
 async def nearest_rows(
@@ -369,66 +420,59 @@ async def nearest_rows(
     lon: float,
     radius_m: float,
     limit: int,
-    listing: bool = False,
     user_id: uuid.UUID | None = None,
 ) -> tuple[list[asyncpg.Record], asyncpg.Record]:
     """nearest_open_tasks on an asyncpg connection, and the first row the database returned
     last: with ``user_id``, it carries that user's ``user_role``, ``user_suspended_at`` and
     ``user_deleted_at`` (all NULL when there is no such user)."""
-    plan = _search_plan(lat, lon, radius_m, with_user=user_id is not None, listing=listing)
-    k = limit + 8 + limit // 4
-    while True:
-        values: dict[str, Any] = {**plan.parameters, "k": k, "limit": limit, "user_id": user_id}
-        rows = await driver.fetch(
-            plan.statement.sql, *(values[name] for name in plan.statement.parameters)
-        )
+    plan = _search_plan(lat, lon, radius_m, with_user=user_id is not None, listing=False)
+    within: list[asyncpg.Record] = []
+
+    def cut(rows: list[asyncpg.Record]) -> tuple[int, float]:
+        nonlocal within
         within = sorted(
             (row for row in rows if row["task_id"] is not None and row["distance_m"] <= radius_m),
             key=lambda row: (row["distance_m"], str(row["task_id"])),
         )
-        if rows[0]["seen"] < k:
-            break  # every task inside the search box was seen
-        needed = within[limit - 1]["distance_m"] if len(within) >= limit else radius_m
-        if needed <= plan.unseen_at_least_m(rows[0]["farthest_reach"]):
-            break  # any unseen task is farther than the last one kept
-        k *= 4
+        return len(within), within[limit - 1]["distance_m"] if len(within) >= limit else 0.0
+
+    values = {**plan.parameters, "limit": limit, "radius_m": radius_m, "user_id": user_id}
+    rows = await _widened(driver, plan, values, limit, cut)
+    cut(rows)
     return within[:limit], rows[0]
 
 
-def nearby_payload(rows: list[asyncpg.Record], query: NearbyQuery, work: WorkSettings) -> bytes:
-    """The JSON of a ``NearbyOut`` from rows fetched with ``listing``: each task's stored entry
-    with what depends on where the worker stands appended. This is the busiest answer of the
-    API; validating it through models would cost more than the query."""
-    metres_per_minute = work.walking_speed_kmh * 1000 / 60
-    items = []
-    for row in rows:
-        distance = row["distance_m"]
-        walking_minutes = distance / metres_per_minute
-        rate = estimated_hourly_rate_cents(
-            row["reward_cents"], row["onsite_minutes"], walking_minutes
-        )
-        # The entry is a JSON object: its closing brace gives way to the three fields. A
-        # float's repr is its shortest exact form, as orjson writes it.
-        items.append(
-            f'{row["listing"][:-1]},"distance_m":{round(distance, 1)!r},'
-            f'"walking_minutes":{round(walking_minutes, 1)!r},'
-            f'"estimated_hourly_rate_cents":{rate}}}'
-        )
+async def nearby_answer(
+    driver: asyncpg.Connection,
+    query: NearbyQuery,
+    work: WorkSettings,
+    user_id: uuid.UUID | None = None,
+) -> tuple[bytes, asyncpg.Record]:
+    """The JSON of a ``NearbyOut``, built by the database from each task's stored entry (this
+    is the busiest answer of the API: decoding rows and validating them through models would
+    cost more than the query), and the row it came in (with ``user_id``, that user's
+    ``user_role``, ``user_suspended_at`` and ``user_deleted_at``, as nearest_rows gives them)."""
+    plan = _search_plan(
+        query.lat, query.lon, query.radius_m, with_user=user_id is not None, listing=True
+    )
+    values = {
+        **plan.parameters,
+        "limit": query.limit,
+        "radius_m": float(query.radius_m),
+        "metres_per_minute": work.walking_speed_kmh * 1000 / 60,
+        "user_id": user_id,
+    }
+    (row,) = await _widened(
+        driver, plan, values, query.limit, lambda rows: (rows[0]["kept"], rows[0]["last_m"])
+    )
     origin = orjson.dumps({"type": "Point", "coordinates": [query.lon, query.lat]})
-    items_json = ",".join(items).encode()
-    return b'{"origin":%b,"radius_m":%d,"items":[%b]}' % (origin, query.radius_m, items_json)
+    entries = row["entries"] or b""
+    return b'{"origin":%b,"radius_m":%d,"items":[%b]}' % (origin, query.radius_m, entries), row
 
 
 async def nearby(session: AsyncSession, query: NearbyQuery, work: WorkSettings) -> bytes:
-    ranked = await nearest_open_tasks(
-        session,
-        lat=query.lat,
-        lon=query.lon,
-        radius_m=query.radius_m,
-        limit=query.limit,
-        listing=True,
-    )
-    return nearby_payload(ranked, query, work)
+    payload, _ = await nearby_answer(await driver_of(session), query, work)
+    return payload
 
 
 async def task_details(session: AsyncSession, task_id: uuid.UUID) -> TaskOut:

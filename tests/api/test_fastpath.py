@@ -18,6 +18,10 @@ import jwt
 import orjson
 import pytest
 from fastapi import Depends, FastAPI
+from fastapi.dependencies.utils import request_params_to_args
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.datastructures import QueryParams
 
 from api.assignments import assign_route
 from api.fastpath import FastPath
@@ -402,3 +406,56 @@ async def test_a_route_with_a_dependency_it_does_not_know_stays_with_fastapi():
 
     extra.post("/v1/assignments", status_code=201, dependencies=[Depends(audited)])(assign_route)
     assert FastPath(extra.router, api=extra).taken == {}
+
+
+_NEARBY_TAKEN = FastPath(create_app().router, api=create_app()).taken["GET", "/v1/tasks/nearby"]
+
+# Query strings from pieces a client might send: the route's names (each maybe missing) and
+# others, plain numbers and other spellings (exponents, signs, spaces, percent-encoding, leading
+# zeros, out of bounds), in any order.
+_VALUES = st.one_of(
+    st.decimals(-200, 200, places=6).map(str),
+    st.floats(-200, 60_000).map(repr),
+    st.integers(-5, 60_000).map(str),
+    st.sampled_from(["", "0", "-0", "007", "1e3", "+5", " 5", "5 ", "%35", "1_000", "0x10", "nan"]),
+)
+_PLAIN = st.decimals(-90, 90, places=6).map(str) | st.integers(-90, 90).map(str)
+_PAIR = st.tuples(st.sampled_from(["lat", "lon", "radius_m", "limit"]), st.just("="), _VALUES)
+_NOISE = st.tuples(
+    st.sampled_from(["lat", "shape", "Lat", "l%61t", ""]), st.sampled_from(["=", ""]), _VALUES
+)
+
+
+@st.composite
+def _query_pairs(draw: st.DrawFn) -> list[tuple[str, str, str]]:
+    pairs = [(n, "=", draw(_PLAIN | _VALUES)) for n in ("lat", "lon") if draw(st.integers(0, 9))]
+    pairs += draw(st.lists(_PAIR, max_size=2)) + draw(st.lists(_NOISE, max_size=1))
+    return draw(st.permutations(pairs))
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_query_pairs())
+def test_a_plain_query_reads_as_fastapi_reads_it(pairs):
+    """Whatever the plain reader accepts, FastAPI's own validation of the route's parameters
+    accepts too, with the same values; what it declines goes to that validation."""
+    taken = _NEARBY_TAKEN
+    query_string = "&".join(f"{name}{equals}{value}" for name, equals, value in pairs).encode()
+    plain = taken.plain_query.read(query_string)
+    values, errors = request_params_to_args(taken.query_fields, QueryParams(query_string))
+    if plain is not None:
+        assert errors == []
+        assert plain == values
+        assert all(type(plain[k]) is type(values[k]) for k in plain)
+
+
+def test_the_plain_reader_takes_the_common_queries():
+    read = _NEARBY_TAKEN.plain_query.read
+    assert read(b"lat=48.856600&lon=2.352200&radius_m=3400&limit=20") == {
+        "lat": 48.8566, "lon": 2.3522, "radius_m": 3400, "limit": 20,
+    }  # fmt: skip
+    assert read(b"lon=-0.5&lat=-33") == {"lat": -33.0, "lon": -0.5, "radius_m": None, "limit": 20}
+    declined = [
+        *(b"", b"lat=1", b"lat=1&lon=2&lat=1", b"lat=1&lon=2&x=3", b"lat=91&lon=0"),
+        *(b"lat=1e1&lon=0", b"lat=1&lon=0&limit=0", b"lat=01&lon=0", b"lat=1&lon"),
+    ]
+    assert [read(q) for q in declined] == [None] * len(declined)

@@ -257,13 +257,16 @@ async def test_candidate_queries_use_their_index(factory, db, lat, lon, index):
     await factory.campaign(client, store_ids)
     await db.execute("ANALYZE task")
     plan = _search_plan(lat, lon, 2000, with_user=False, listing=True)
-    values = plan.parameters | {"k": 30, "limit": 20}
-    sql = plan.statement.sql
-    for position, name in reversed(list(enumerate(plan.statement.parameters, start=1))):
-        sql = sql.replace(f"${position}", repr(values[name]))
-    explained = "\n".join(r[0] for r in await db.fetch("EXPLAIN " + sql))
-    assert index in explained
-    assert "Seq Scan on task" not in explained
+    values = plan.parameters | {"k": 30, "limit": 20, "radius_m": 2000.0, "metres_per_minute": 83.3}
+    arguments = ", ".join(repr(values[name]) for name in plan.statement.parameters)
+    # Both the plan made for these values and the generic one the database keeps for the
+    # prepared statement after a few executions.
+    await db.execute(f"PREPARE nearby AS {plan.statement.sql}")
+    for mode in ("force_custom_plan", "force_generic_plan"):
+        await db.execute(f"SET plan_cache_mode = {mode}")
+        explained = "\n".join(r[0] for r in await db.fetch(f"EXPLAIN EXECUTE nearby({arguments})"))
+        assert index in explained, mode
+        assert "Seq Scan on task" not in explained, mode
 
 
 @given(
