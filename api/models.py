@@ -217,7 +217,8 @@ class Task(Base):
     ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Filled and kept by the database (migration 0011's trigger), never written here: the
     # campaign's on-site minutes, and the task's entry in GET /v1/tasks/nearby as compact JSON
-    # (client, purpose, store, terms), read with the row the nearby search fetches anyway.
+    # (client, purpose, store, terms), read with the row the nearby search fetches anyway; the
+    # object is kept open (no closing brace, migration 0012) for the fields the answer appends.
     onsite_minutes: Mapped[int] = mapped_column(Integer, server_default=FetchedValue())
     listing: Mapped[str] = mapped_column(Text, server_default=FetchedValue(), deferred=True)
     created_at: Mapped[datetime] = _created_at()

@@ -162,6 +162,9 @@ class ObservabilitySettings(BaseSettings):
 
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # Lines below WARNING written by an event loop (the access lines) are written together, at
+    # most this long after the first of them; 0 writes each line at once.
+    log_flush_ms: int = Field(default=100, ge=0, le=10_000)
     metrics_token: SecretStr | None = None
 
     @field_validator("log_level", mode="before")

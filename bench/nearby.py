@@ -23,6 +23,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -45,7 +46,7 @@ BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 WRK_SCRIPT = BENCH / "nearby_wrk.lua"
 
-DATASET_VERSION = 2  # bump when the generator or the tasks' stored columns change: reloaded, not
+DATASET_VERSION = 3  # bump when the generator or the tasks' stored columns change: reloaded, not
 # rewritten in place (a table-wide UPDATE leaves the table and its indexes bloated)
 ORGANIZATIONS = 8  # one campaign each; stores are spread over them round-robin
 
@@ -503,6 +504,7 @@ class Measure:
     # than throughput when the machine is shared.
     app_cpu_ms: float | None
     db_cpu_ms: float | None
+    wrk_cpu_ms: float  # the load generator's, which a larger answer costs more too
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -568,8 +570,11 @@ def run_wrk(
     }
     command = ["wrk", "-t", str(min(threads, connections)), "-c", str(connections)]
     command += ["-d", f"{seconds}s", "--timeout", "10s", "-s", str(WRK_SCRIPT), server.base_url]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     summary = json.loads(next(line for line in output.splitlines() if line.startswith("{")))
+    summary["wrk_cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     summary["non_2xx"] = max(summary["errors"]["status"], int(non_2xx[1]) if non_2xx else 0)
     return summary
@@ -587,51 +592,105 @@ def _check(server: Server, connections: int, summary: dict[str, Any]) -> None:
         )
 
 
+def merged_latency_ms(runs: list[dict[str, Any]], percent: float) -> float:
+    """The latency at ``percent`` of several runs together: each run's distribution, as its
+    999 quantiles, weighted by the run's requests."""
+    points = sorted(
+        (q, s["requests"] / len(s["latency_us"]["quantiles"]))
+        for s in runs
+        for q in s["latency_us"]["quantiles"]
+    )
+    target = sum(weight for _, weight in points) * percent / 100
+    seen = 0.0
+    for value, weight in points:
+        seen += weight
+        if seen >= target:
+            return value / 1000
+    return points[-1][0] / 1000
+
+
+@dataclass
+class Load:
+    """What one app answered over the rounds of one measurement, and the CPU it took."""
+
+    server: Server
+    meter: CpuMeter
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    app_cpu_s: float = 0.0
+    db_cpu_s: float = 0.0
+    metered: bool = True
+
+
 async def measure(
-    server: Server,
+    servers: list[Server],
     queries_file: Path,
-    meter: CpuMeter,
+    meter_conn: asyncpg.Connection,
     *,
+    local: bool,
     workers: int,
     connections: int,
     seconds: int,
+    rounds: int,
     warmup: int,
     threads: int,
-) -> Measure:
+) -> list[Measure]:
+    """Both apps at one concurrency, in alternating rounds (A B A B ...) of seconds / rounds
+    each, so that a change in the shared machine's speed weighs on both alike."""
+    loads = [Load(server, CpuMeter(meter_conn, server, local=local)) for server in servers]
     if warmup:
-        summary = run_wrk(
-            server, queries_file, connections=connections, seconds=warmup, threads=threads
+        for load in loads:
+            summary = run_wrk(
+                load.server, queries_file, connections=connections, seconds=warmup,
+                threads=threads,
+            )  # fmt: skip
+            _check(load.server, connections, summary)
+    for _ in range(rounds):
+        for load in loads:
+            before = await load.meter.snapshot()
+            summary = run_wrk(
+                load.server, queries_file, connections=connections,
+                seconds=max(1, round(seconds / rounds)), threads=threads,
+            )  # fmt: skip
+            used = load.meter.used(before, await load.meter.snapshot())
+            _check(load.server, connections, summary)
+            load.runs.append(summary)
+            if used is None:
+                load.metered = False
+            else:
+                load.app_cpu_s += used[0]
+                load.db_cpu_s += used[1]
+    results = []
+    for load in loads:
+        requests = sum(s["requests"] for s in load.runs)
+        result = Measure(
+            app=load.server.name,
+            workers=workers,
+            connections=connections,
+            requests_per_s=requests / (sum(s["duration_us"] for s in load.runs) / 1e6),
+            p50_ms=merged_latency_ms(load.runs, 50),
+            p90_ms=merged_latency_ms(load.runs, 90),
+            p99_ms=merged_latency_ms(load.runs, 99),
+            max_ms=max(s["latency_us"]["max"] for s in load.runs) / 1000,
+            requests=requests,
+            non_2xx=sum(s["non_2xx"] for s in load.runs),
+            app_cpu_ms=load.app_cpu_s * 1000 / requests if load.metered else None,
+            db_cpu_ms=load.db_cpu_s * 1000 / requests if load.metered else None,
+            wrk_cpu_ms=sum(s["wrk_cpu_s"] for s in load.runs) * 1000 / requests,
         )
-        _check(server, connections, summary)
-    before = await meter.snapshot()
-    s = run_wrk(server, queries_file, connections=connections, seconds=seconds, threads=threads)
-    used = meter.used(before, await meter.snapshot())
-    _check(server, connections, s)
-    latency = s["latency_us"]
-    result = Measure(
-        app=server.name,
-        workers=workers,
-        connections=connections,
-        requests_per_s=s["requests"] / (s["duration_us"] / 1e6),
-        p50_ms=latency["p50"] / 1000,
-        p90_ms=latency["p90"] / 1000,
-        p99_ms=latency["p99"] / 1000,
-        max_ms=latency["max"] / 1000,
-        requests=s["requests"],
-        non_2xx=s["non_2xx"],
-        app_cpu_ms=used[0] * 1000 / s["requests"] if used else None,
-        db_cpu_ms=used[1] * 1000 / s["requests"] if used else None,
-    )
-    cpu = (
-        f"  cpu/req app {result.app_cpu_ms:5.2f} ms, db {result.db_cpu_ms:5.2f} ms" if used else ""
-    )
-    print(
-        f"  {server.name:<8} workers={workers} c={connections:<3} "
-        f"{result.requests_per_s:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-        f"p99 {result.p99_ms:6.2f} ms{cpu}",
-        flush=True,
-    )
-    return result
+        cpu = (
+            f"  cpu/req app {result.app_cpu_ms:5.2f} ms, db {result.db_cpu_ms:5.2f} ms,"
+            f" wrk {result.wrk_cpu_ms:5.2f} ms"
+            if load.metered
+            else ""
+        )
+        print(
+            f"  {load.server.name:<8} workers={workers} c={connections:<3} "
+            f"{result.requests_per_s:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+            f"p99 {result.p99_ms:6.2f} ms{cpu}",
+            flush=True,
+        )
+        results.append(result)
+    return results
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -651,7 +710,10 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                         help="uvicorn worker counts, the same for both apps")  # fmt: skip
     parser.add_argument("--connections", type=int, nargs="+", default=[16, 64])
-    parser.add_argument("--duration", type=int, default=15, help="seconds per measurement")
+    parser.add_argument("--duration", type=int, default=15,
+                        help="seconds of load per app and measurement")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating rounds the duration is split into")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=5, help="seconds before each measurement")
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=20)
@@ -671,7 +733,7 @@ def _print_table(measures: list[Measure]) -> list[dict[str, Any]]:
     header = (
         f"{'workers':>7} {'conns':>5} | {'Terrain req/s':>13} {'p50 ms':>7} {'p99 ms':>7} | "
         f"{'baseline req/s':>14} {'p50 ms':>7} {'p99 ms':>7} | {'ratio':>5} | "
-        f"{'CPU ms/req, app + db':>22}"
+        f"{'CPU ms/req, app + db + wrk':>30}"
     )
     print()
     print(header)
@@ -687,14 +749,15 @@ def _print_table(measures: list[Measure]) -> list[dict[str, Any]]:
         ratio = m.requests_per_s / b.requests_per_s
         ratios.append({"workers": m.workers, "connections": m.connections, "ratio": ratio})
         cpu = (
-            f"{m.app_cpu_ms:.1f}+{m.db_cpu_ms:.1f} vs {b.app_cpu_ms:.1f}+{b.db_cpu_ms:.1f}"
+            f"{m.app_cpu_ms:.2f}+{m.db_cpu_ms:.2f}+{m.wrk_cpu_ms:.2f} vs "
+            f"{b.app_cpu_ms:.2f}+{b.db_cpu_ms:.2f}+{b.wrk_cpu_ms:.2f}"
             if m.app_cpu_ms is not None and b.app_cpu_ms is not None
             else "-"
         )
         print(
             f"{m.workers:>7} {m.connections:>5} | {m.requests_per_s:>13.0f} {m.p50_ms:>7.2f} "
             f"{m.p99_ms:>7.2f} | {b.requests_per_s:>14.0f} {b.p50_ms:>7.2f} {b.p99_ms:>7.2f} | "
-            f"{ratio:>5.2f} | {cpu:>22}"
+            f"{ratio:>5.2f} | {cpu:>30}"
         )
     return ratios
 
@@ -756,19 +819,18 @@ async def main() -> int:
                         + ", ".join(exactness.terrain_mismatches[:5])
                     )
             for connections in args.connections:
-                for server in (terrain, baseline):
-                    measures.append(
-                        await measure(
-                            server,
-                            queries_file,
-                            CpuMeter(meter_conn, server, local=local_database),
-                            workers=workers,
-                            connections=connections,
-                            seconds=args.duration,
-                            warmup=args.warmup,
-                            threads=args.wrk_threads,
-                        )
-                    )
+                measures += await measure(
+                    [terrain, baseline],
+                    queries_file,
+                    meter_conn,
+                    local=local_database,
+                    workers=workers,
+                    connections=connections,
+                    seconds=args.duration,
+                    rounds=args.rounds,
+                    warmup=args.warmup,
+                    threads=args.wrk_threads,
+                )
         finally:
             terrain.stop()
             if baseline is not None:
@@ -797,7 +859,15 @@ async def main() -> int:
                 "dataset": vars(dataset),
                 "settings": {
                     k: getattr(args, k)
-                    for k in ("duration", "warmup", "wrk_threads", "limit", "radius", "queries")
+                    for k in (
+                        "duration",
+                        "rounds",
+                        "warmup",
+                        "wrk_threads",
+                        "limit",
+                        "radius",
+                        "queries",
+                    )
                 }
                 | {"pool_size": args.pool_size, "max_overflow": args.max_overflow},
                 "exactness": vars(exactness) if exactness else None,

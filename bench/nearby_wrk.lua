@@ -33,13 +33,19 @@ end
 
 function done(summary, latency, requests)
   local e = summary.errors
+  -- The latency at every tenth of a percent, so that runs can be merged into one distribution.
+  local quantiles = {}
+  for i = 1, 999 do
+    quantiles[i] = string.format("%d", latency:percentile(i / 10))
+  end
   io.write(string.format(
     '{"requests": %d, "duration_us": %d, "bytes": %d, '
       .. '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, '
-      .. '"latency_us": {"mean": %.1f, "p50": %d, "p90": %d, "p99": %d, "max": %d}}\n',
+      .. '"latency_us": {"mean": %.1f, "p50": %d, "p90": %d, "p99": %d, "max": %d, '
+      .. '"quantiles": [%s]}}\n',
     summary.requests, summary.duration, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
     latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency.max
+    latency.max, table.concat(quantiles, ",")
   ))
 end

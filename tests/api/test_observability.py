@@ -6,6 +6,7 @@ tests/api/test_faults.py (the object-store outage test), not repeated here.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hashlib
 import json
@@ -27,6 +28,7 @@ from api.housekeeping import sweep_once
 from api.main import create_app
 from api.models import Role
 from api.observability import (
+    BatchingStreamHandler,
     JsonFormatter,
     TextFormatter,
     configure_logging,
@@ -557,3 +559,73 @@ async def test_the_serving_app_is_out_of_the_collectors_sight(settings):
         assert not tracked()
     assert gc.get_freeze_count() == 0
     assert tracked()
+
+
+class _Writes:
+    """A stream that records each write call."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        pass
+
+    def lines(self) -> list[str]:
+        return "".join(self.writes).splitlines()
+
+
+def _batching(flush_s: float) -> tuple[logging.Logger, BatchingStreamHandler, _Writes]:
+    stream = _Writes()
+    handler = BatchingStreamHandler(stream, flush_s)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger(f"terrain.test.batching.{uuid.uuid4().hex}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    return logger, handler, stream
+
+
+async def test_access_lines_go_out_together_and_errors_at_once():
+    logger, _, stream = _batching(0.05)
+    for i in range(3):
+        logger.info("line %d", i)
+    assert stream.writes == []  # waiting for the timer
+    await asyncio.sleep(0.1)
+    assert len(stream.writes) == 1  # one write for the three
+    assert stream.lines() == ["INFO line 0", "INFO line 1", "INFO line 2"]
+    logger.info("line 3")
+    logger.error("refused")  # out at once, after the line before it
+    assert stream.lines()[3:] == ["INFO line 3", "ERROR refused"]
+    logger.info("line 4")
+    await asyncio.sleep(0.1)
+    assert stream.lines()[5:] == ["INFO line 4"]
+    assert len(stream.writes) == 3
+
+
+async def test_a_batch_waits_no_longer_than_its_limit_and_shutdown_writes_it():
+    logger, handler, stream = _batching(30.0)
+    logger.info("x" * (BatchingStreamHandler.MAX_BATCH_CHARS // 2))
+    assert stream.writes == []
+    logger.info("y" * (BatchingStreamHandler.MAX_BATCH_CHARS // 2))  # the batch is full
+    assert [len(w) for w in stream.writes] == [BatchingStreamHandler.MAX_BATCH_CHARS + 12]
+    logger.info("last")
+    handler.close()
+    assert stream.lines()[-1] == "INFO last"
+
+
+async def test_off_a_loop_and_with_no_delay_each_line_goes_out_at_once():
+    logger, _, stream = _batching(0.05)
+    await to_thread.run_sync(logger.info, "from a thread")
+    assert stream.lines() == ["INFO from a thread"]
+    logger, _, stream = _batching(0.0)
+    logger.info("now")
+    assert stream.lines() == ["INFO now"]
+
+
+def test_logging_outside_a_loop_is_not_held():
+    logger, _, stream = _batching(10.0)
+    logger.info("at start-up")
+    assert stream.lines() == ["INFO at start-up"]
