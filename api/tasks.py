@@ -222,7 +222,7 @@ def _nearest_statement(candidates: str, *, with_user: bool) -> _Statement:
         f"""
         WITH candidate AS MATERIALIZED ({candidates.format(listing="")}),
         {_SEEN},
-        t AS (SELECT * FROM candidate ORDER BY distance_m, id::text COLLATE "C" LIMIT :limit)
+        t AS (SELECT * FROM candidate ORDER BY distance_m, id LIMIT :limit)
         SELECT seen.seen, seen.farthest_reach,{_USER_COLUMNS if with_user else ""}
                t.id AS task_id, t.distance_m, {_RANKED_DETAILS.strip()}
         FROM seen{_USER_JOIN if with_user else ""}
@@ -254,10 +254,10 @@ def _listing_statement(candidates: str, *, with_user: bool) -> _Statement:
         {_SEEN},
         kept AS (
             SELECT * FROM candidate WHERE distance_m <= :radius_m
-            ORDER BY distance_m, id::text COLLATE "C" LIMIT :limit),
+            ORDER BY distance_m, id LIMIT :limit),
         listed AS (
             SELECT count(*) AS kept, max(distance_m) AS last_m,
-                   convert_to(string_agg({_ENTRY}, ',' ORDER BY distance_m, id::text COLLATE "C"),
+                   convert_to(string_agg({_ENTRY}, ',' ORDER BY distance_m, id),
                               'UTF8') AS entries
             FROM kept)
         SELECT seen.seen, seen.farthest_reach,{_USER_COLUMNS if with_user else ""}
@@ -266,6 +266,9 @@ def _listing_statement(candidates: str, *, with_user: bool) -> _Statement:
         """
     )
 
+
+# Ties in distance go by id: uuids compare as their bytes do, in Python as in PostgreSQL, which
+# is also the order of their text (hex digits at fixed places) in the "C" collation.
 
 # By (planar, with_user, listing).
 _NEAREST = {
@@ -432,7 +435,7 @@ async def nearest_rows(
         nonlocal within
         within = sorted(
             (row for row in rows if row["task_id"] is not None and row["distance_m"] <= radius_m),
-            key=lambda row: (row["distance_m"], str(row["task_id"])),
+            key=lambda row: (row["distance_m"], row["task_id"]),
         )
         return len(within), within[limit - 1]["distance_m"] if len(within) >= limit else 0.0
 

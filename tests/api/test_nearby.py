@@ -289,3 +289,16 @@ def test_planar_reach_never_overstates_the_geodesic(lat, lon, distance, bearing)
         return  # wrapped around the antimeridian: that case takes the sphere path
     reach = math.hypot(tx - mx, ty - my)
     assert plan.unseen_at_least_m(reach) <= distance * (1 + 1e-9)
+
+
+async def test_ties_go_by_id_alike_in_the_database_and_in_python(db):
+    """Tasks at the same distance are ordered by id: PostgreSQL's uuid order, Python's, and the
+    order of the ids' text (as clients and the exhaustive checks sort them) are one order."""
+    ids = await db.fetchval(
+        "SELECT array_agg(id ORDER BY id) FROM (SELECT gen_random_uuid() AS id"
+        " FROM generate_series(1, 5000)) AS drawn"
+    )
+    as_text = await db.fetchval(
+        'SELECT array_agg(id ORDER BY id::text COLLATE "C") FROM unnest($1::uuid[]) AS id', ids
+    )
+    assert ids == as_text == sorted(ids) == sorted(ids, key=str)
