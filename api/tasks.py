@@ -233,15 +233,17 @@ def _nearest_statement(candidates: str, *, with_user: bool) -> _Statement:
 
 # A listed task's entry, as the nearby answer gives it: the entry the database keeps on the
 # task (migrations 0011 and 0012: a JSON object, kept open for what depends on where the worker
-# stands) and those three fields. The rate is computed in double precision as
-# estimated_hourly_rate_cents computes it, and rounded half to even as Python rounds.
-_ENTRY = """listing
-              || ',"distance_m":' || round(distance_m::numeric, 1)
-              || ',"walking_minutes":' || round((distance_m / :metres_per_minute)::numeric, 1)
-              || ',"estimated_hourly_rate_cents":'
-              || round(reward_cents * 60 / (onsite_minutes + distance_m / :metres_per_minute))
-                   ::bigint
-              || '}'"""
+# stands) and those three fields, written once (a chain of || would copy the entry at each
+# link). The rate is computed in double precision as estimated_hourly_rate_cents computes it,
+# and rounded half to even as Python rounds.
+_ENTRY = """concat(
+                listing,
+                ',"distance_m":', round(distance_m::numeric, 1),
+                ',"walking_minutes":', round((distance_m / :metres_per_minute)::numeric, 1),
+                ',"estimated_hourly_rate_cents":',
+                round(reward_cents * 60 / (onsite_minutes + distance_m / :metres_per_minute))
+                    ::bigint,
+                '}')"""
 
 
 def _listing_statement(candidates: str, *, with_user: bool) -> _Statement:
