@@ -19,7 +19,17 @@ class BodySizeLimit:
         ):
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = chunked = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = value
+        if declared is None and chunked is None and scope.get("http_version") in ("1.0", "1.1"):
+            # No length and no chunks: in HTTP/1 there is no body (RFC 9112, 6.3); HTTP/2 may
+            # still stream one, which is read below.
+            await self.app(scope, receive, send)
+            return
         if declared is not None:
             try:
                 too_large = int(declared) > self.max_bytes

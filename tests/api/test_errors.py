@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from api.limits import BodySizeLimit
 from api.models import Role
 
 
@@ -112,3 +113,43 @@ async def test_readiness_reports_each_dependency(http, app):
         "database": "ok",
         "object_store": "unavailable: StorageUnavailable",
     }
+
+
+async def _through_the_limit(http_version: str, headers: list, chunks: list[bytes]):
+    """What BodySizeLimit (1 KiB) makes of a request: the answer's start and what the app read."""
+    read: list[bytes] = []
+    sent: list[dict] = []
+
+    async def app(scope, receive, send):
+        while True:
+            message = await receive()
+            read.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    messages = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "http_version": http_version}
+    await BodySizeLimit(app, max_bytes=1024)(scope | {"headers": headers}, receive, send)
+    return sent[0]["status"], read
+
+
+async def test_a_body_without_a_length_is_limited_unless_http1_says_there_is_none():
+    # HTTP/1 with neither Content-Length nor Transfer-Encoding: no body, passed on unread.
+    assert await _through_the_limit("1.1", [], [b""]) == (200, [b""])
+    # Chunked HTTP/1, and HTTP/2, which may stream a body with no length: read up to the limit.
+    chunked = [(b"transfer-encoding", b"chunked")]
+    assert await _through_the_limit("1.1", chunked, [b"x" * 600, b"x" * 600]) == (413, [])
+    assert await _through_the_limit("2", [], [b"x" * 600, b"x" * 600]) == (413, [])
+    assert await _through_the_limit("2", [], [b"x" * 600, b"y"]) == (200, [b"x" * 600 + b"y"])
