@@ -402,16 +402,17 @@ async def _widened(
 ) -> list[asyncpg.Record]:
     """Runs the plan with a candidate set widened until it holds every task that could make the
     cut: until the search box is exhausted, or every unseen task is provably farther than the
-    last task kept. ``cut`` reads (tasks kept, distance of the last) from the rows."""
+    last task kept. ``cut`` reads (tasks kept, distance of the last) from each set of rows,
+    the last one included."""
     k = limit + 8 + limit // 4
     while True:
         rows = await driver.fetch(
             plan.statement.sql,
             *({**values, "k": k}[name] for name in plan.statement.parameters),
         )
+        kept, last_m = cut(rows)
         if rows[0]["seen"] < k:
             return rows  # every task inside the search box was seen
-        kept, last_m = cut(rows)
         needed = last_m if kept >= limit else values["radius_m"]
         if needed <= plan.unseen_at_least_m(rows[0]["farthest_reach"]):
             return rows  # any unseen task is farther than the last one kept
@@ -443,8 +444,7 @@ async def nearest_rows(
 
     values = {**plan.parameters, "limit": limit, "radius_m": radius_m, "user_id": user_id}
     rows = await _widened(driver, plan, values, limit, cut)
-    cut(rows)
-    return within[:limit], rows[0]
+    return within[:limit], rows[0]  # within: what cut made of these rows
 
 
 async def nearby_answer(
