@@ -23,7 +23,13 @@ from api.errors import Conflict, Invalid, NotFound
 from api.models import Campaign, Photo, PhotoState, Reservation, Store, Task, User
 from api.rate_limits import UploadLimit
 from api.reservations import lock_own_reservation, require_active
-from api.schemas import ERROR_RESPONSES, Body, PointGeometry
+from api.schemas import (
+    ERROR_RESPONSES,
+    IDEMPOTENCY_KEY_MAX,
+    IDEMPOTENCY_KEY_MIN,
+    Body,
+    PointGeometry,
+)
 from api.settings import Settings
 from storage import ObjectStore
 from validation import (
@@ -395,11 +401,17 @@ async def grant_upload_route(
     idempotency_key: Annotated[
         str | None,
         # Optional, and a string when given: a header cannot carry a JSON null.
-        WithJsonSchema({"type": "string", "minLength": 8, "maxLength": 200}),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "minLength": IDEMPOTENCY_KEY_MIN,
+                "maxLength": IDEMPOTENCY_KEY_MAX,
+            }
+        ),
         Header(
             alias="Idempotency-Key",
-            min_length=8,
-            max_length=200,
+            min_length=IDEMPOTENCY_KEY_MIN,
+            max_length=IDEMPOTENCY_KEY_MAX,
             description="Optional: a retry with the same key gets the same photo slot",
         ),
     ] = None,

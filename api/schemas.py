@@ -21,6 +21,10 @@ Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 
 
+# An Idempotency-Key header's length: long enough to be drawn at random, short enough to store.
+IDEMPOTENCY_KEY_MIN, IDEMPOTENCY_KEY_MAX = 8, 200
+
+
 # What bodies trim (pydantic's strip): the Unicode White_Space characters, named one by one. A
 # JSON Schema regex's \s is another set (it holds U+FEFF and not U+0085), and a client checking
 # the schema must refuse and accept what the app refuses and accepts.

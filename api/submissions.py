@@ -44,7 +44,15 @@ from api.observability import count_validation
 from api.photos import CheckOut
 from api.reason_codes import FAILED_CHECKS, describe
 from api.reservations import lock_own_reservation, require_active
-from api.schemas import ERROR_RESPONSES, Body, Latitude, Longitude, PointGeometry
+from api.schemas import (
+    ERROR_RESPONSES,
+    IDEMPOTENCY_KEY_MAX,
+    IDEMPOTENCY_KEY_MIN,
+    Body,
+    Latitude,
+    Longitude,
+    PointGeometry,
+)
 from api.settings import Settings
 from api.settlement import deadline, mirror_on_task
 from validation import (
@@ -451,8 +459,8 @@ IdempotencyKey = Annotated[
     str,
     Header(
         alias="Idempotency-Key",
-        min_length=8,
-        max_length=200,
+        min_length=IDEMPOTENCY_KEY_MIN,
+        max_length=IDEMPOTENCY_KEY_MAX,
         description="Unique per submission attempt; retries reuse it",
     ),
 ]
