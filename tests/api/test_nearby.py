@@ -3,14 +3,24 @@ from __future__ import annotations
 import math
 import random
 from datetime import UTC, datetime
+from typing import Any
 
+import asyncpg
+import orjson
 import pytest
 from geographiclib.geodesic import Geodesic
 from hypothesis import given
 from hypothesis import strategies as st
 
 from api.models import Role
-from api.tasks import _NEAREST, MERCATOR_RADIUS_M, _search_plan
+from api.tasks import (
+    _NEAREST,
+    MERCATOR_RADIUS_M,
+    NearbyQuery,
+    _search_plan,
+    nearby_answer,
+    nearest_rows,
+)
 from geo.distance import geodesic_m, great_circle_m
 
 # Query points chosen where planar shortcuts break: the poles, both sides of the antimeridian,
@@ -239,6 +249,46 @@ async def test_nearby_bounds(http, factory):
         "/v1/tasks/nearby", headers=worker.headers, params={"lat": 0, "lon": 0, "radius_m": 50_000}
     )
     assert empty.json()["items"] == []
+
+
+class CountingDriver:
+    """An asyncpg connection that counts the statements the search sends."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+        self.statements = 0
+
+    async def fetch(self, *args: Any) -> list[asyncpg.Record]:
+        self.statements += 1
+        return await self.connection.fetch(*args)
+
+
+async def test_a_search_that_cannot_prove_its_answer_widens(factory, db, settings):
+    """Far north, Mercator stretches what lies north of the worker: a task 9,990 m due north
+    comes after seven tasks 10,000 m to the south in planar order. The first candidate set
+    (five, for a limit of one) holds only southern tasks and cannot rule out a nearer unseen
+    one, so the search widens, and the answer is the northern task."""
+    lat, lon = 70.0, 20.0
+    south = [Geodesic.WGS84.Direct(lat, lon, bearing, 10_000) for bearing in range(150, 211, 10)]
+    north = Geodesic.WGS84.Direct(lat, lon, 0, 9_990)
+    points = [(p["lat2"], p["lon2"]) for p in [north, *south]]
+    client = await factory.account(Role.client)
+    _, task_ids = await factory.campaign(
+        client, await factory.stores_at(client.organization_id, points)
+    )
+
+    driver = CountingDriver(db)
+    payload, _ = await nearby_answer(
+        driver, NearbyQuery(lat=lat, lon=lon, radius_m=20_000, limit=1), settings.work
+    )
+    items = orjson.loads(payload)["items"]
+    assert [(item["task_id"], item["distance_m"]) for item in items] == [(str(task_ids[0]), 9990.0)]
+    assert driver.statements == 2
+
+    driver = CountingDriver(db)
+    ranked, _ = await nearest_rows(driver, lat=lat, lon=lon, radius_m=20_000, limit=1)
+    assert [row["task_id"] for row in ranked] == [task_ids[0]]
+    assert driver.statements == 2
 
 
 @pytest.mark.parametrize(
