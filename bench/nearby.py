@@ -390,6 +390,69 @@ def start_server(name: str, app: str, route: str, workers: int, env: dict[str, s
     raise SystemExit(f"{name} did not answer /healthz within 60 s")
 
 
+class CpuGroups:
+    """Each service in a CPU group of its own, with the same weight, as containers (the
+    docker-compose file) or service units run them: the database, the app under test, and the
+    load generator with this script.
+
+    Without groups, the scheduler weighs processes by session (autogroup): PostgreSQL starts
+    each backend in a session of its own, so each of eight backends weighs as much as the whole
+    app, and a single-process app waits behind them. Needs root and a cgroup CPU controller
+    (v1 or v2); without them the run goes on ungrouped and says so."""
+
+    NAMES = ("database", "app", "load")
+
+    def __init__(self, base: Path, *, v2: bool) -> None:
+        self.base = base
+        self.v2 = v2
+        self.paths = {name: base / f"terrain-bench-{name}" for name in self.NAMES}
+
+    @classmethod
+    def create(cls) -> CpuGroups | None:
+        unified = Path("/sys/fs/cgroup")
+        candidates = [(Path("/sys/fs/cgroup/cpu"), False)]
+        if "cpu" in _read(unified / "cgroup.controllers").split():
+            candidates.insert(0, (unified, True))
+        for base, v2 in candidates:
+            if not (base / "cgroup.procs").is_file() or not os.access(base, os.W_OK):
+                continue
+            try:
+                if v2:
+                    (base / "cgroup.subtree_control").write_text("+cpu")
+                groups = cls(base, v2=v2)
+                for path in groups.paths.values():
+                    path.mkdir(exist_ok=True)
+                return groups
+            except OSError:
+                continue
+        return None
+
+    def place(self, name: str, pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+                (self.paths[name] / "cgroup.procs").write_text(str(pid))
+
+    def release(self) -> None:
+        """Everything back in the root group, and the groups removed."""
+        for path in self.paths.values():
+            for pid in _read(path / "cgroup.procs").split():
+                with contextlib.suppress(OSError):
+                    (self.base / "cgroup.procs").write_text(pid)
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def worker_token(base_url: str) -> str:
     email, password = "nearby-bench-worker@example.com", "bench-worker-password"
     body = {"email": email, "password": password, "display_name": "Bench worker"}
@@ -693,6 +756,77 @@ async def measure(
     return results
 
 
+async def _measure_all(
+    args: argparse.Namespace,
+    groups: CpuGroups | None,
+    queries: list[str],
+    queries_file: Path,
+    meter_conn: asyncpg.Connection,
+    conn_url: str,
+    local_database: bool,
+) -> tuple[list[Measure], Exactness | None]:
+    terrain_env = {
+        "TERRAIN_DB_URL": conn_url.replace("postgresql://", "postgresql+asyncpg://", 1),
+        "TERRAIN_DB_POOL_SIZE": str(args.pool_size),
+        "TERRAIN_DB_MAX_OVERFLOW": str(args.max_overflow),
+        "TERRAIN_RUN_SWEEPER": "false",
+    }
+    baseline_env = {
+        "NEARBY_BASELINE_DSN": conn_url,
+        "NEARBY_BASELINE_POOL_MIN": str(args.pool_size),
+        "NEARBY_BASELINE_POOL_MAX": str(args.pool_size),
+        "PYTHONPATH": str(BENCH),
+    }
+    measures: list[Measure] = []
+    exactness = None
+    for workers in args.workers:
+        terrain = start_server(
+            "terrain", "api.main:create_app", "/v1/tasks/nearby", workers, terrain_env
+        )
+        baseline = None
+        try:
+            terrain.token = worker_token(terrain.base_url)
+            baseline = start_server(
+                "baseline", "nearby_baseline:create_app", "/nearby", workers, baseline_env
+            )
+            if groups is not None:
+                for server in (terrain, baseline):
+                    groups.place("app", _process_tree(server.process.pid))
+            if exactness is None:
+                exactness = await check_exactness(
+                    conn_url, terrain, baseline, queries[: args.check]
+                )
+                print(
+                    f"exactness: {exactness.checked} queries, Terrain matches the exhaustive "
+                    f"geodesic ranking in {exactness.checked - len(exactness.terrain_mismatches)}"
+                    f"; the baseline's order differs in {exactness.baseline_order_differs}"
+                )
+                if exactness.terrain_mismatches:
+                    raise SystemExit(
+                        "Terrain's answers differ from the exhaustive ranking for: "
+                        + ", ".join(exactness.terrain_mismatches[:5])
+                    )
+            for connections in args.connections:
+                measures += await measure(
+                    [terrain, baseline],
+                    queries_file,
+                    meter_conn,
+                    local=local_database,
+                    workers=workers,
+                    connections=connections,
+                    seconds=args.duration,
+                    rounds=args.rounds,
+                    warmup=args.warmup,
+                    threads=args.wrk_threads,
+                )
+        finally:
+            terrain.stop()
+            if baseline is not None:
+                baseline.stop()
+
+    return measures, exactness
+
+
 # --- main --------------------------------------------------------------------------------------
 
 
@@ -722,6 +856,9 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--check", type=int, default=200, help="queries checked for exactness")
     parser.add_argument("--pool-size", type=int, default=8,
                         help="database connections per worker, both apps")  # fmt: skip
+    parser.add_argument("--cpu-groups", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the database, each app and wrk in CPU groups of their own"
+                        " (default; needs root and a local database)")  # fmt: skip
     parser.add_argument("--max-overflow", type=int, default=0,
                         help="extra connections per worker under load, opened and closed "
                         "on demand (Terrain only: asyncpg pools keep what they open)")  # fmt: skip
@@ -775,67 +912,28 @@ async def main() -> int:
     queries_file = RESULTS / "nearby-queries.txt"
     queries_file.write_text("\n".join(queries) + "\n")
 
-    terrain_env = {
-        "TERRAIN_DB_URL": conn_url.replace("postgresql://", "postgresql+asyncpg://", 1),
-        "TERRAIN_DB_POOL_SIZE": str(args.pool_size),
-        "TERRAIN_DB_MAX_OVERFLOW": str(args.max_overflow),
-        "TERRAIN_RUN_SWEEPER": "false",
-    }
-    baseline_env = {
-        "NEARBY_BASELINE_DSN": conn_url,
-        "NEARBY_BASELINE_POOL_MIN": str(args.pool_size),
-        "NEARBY_BASELINE_POOL_MAX": str(args.pool_size),
-        "PYTHONPATH": str(BENCH),
-    }
-    measures: list[Measure] = []
-    exactness = None
     meter_conn = await asyncpg.connect(conn_url)
     versions = await meter_conn.fetchrow(
         "SELECT current_setting('server_version') AS postgresql, postgis_lib_version() AS postgis"
     )
     local_database = urllib.parse.urlsplit(args.pg).hostname in ("127.0.0.1", "localhost", "::1")
-    for workers in args.workers:
-        terrain = start_server(
-            "terrain", "api.main:create_app", "/v1/tasks/nearby", workers, terrain_env
+    groups = CpuGroups.create() if args.cpu_groups and local_database else None
+    if groups is not None:
+        postmaster = _parent_pid(await meter_conn.fetchval("SELECT pg_backend_pid()"))
+        groups.place("database", _process_tree(postmaster))
+        groups.place("load", [os.getpid()])  # and wrk, started from here
+    print(
+        "CPU groups: database, app and wrk each in its own"
+        if groups
+        else "CPU groups: none (--no-cpu-groups, a remote database, or no cgroup CPU controller)"
+    )
+    try:
+        measures, exactness = await _measure_all(
+            args, groups, queries, queries_file, meter_conn, conn_url, local_database
         )
-        baseline = None
-        try:
-            terrain.token = worker_token(terrain.base_url)
-            baseline = start_server(
-                "baseline", "nearby_baseline:create_app", "/nearby", workers, baseline_env
-            )
-            if exactness is None:
-                exactness = await check_exactness(
-                    conn_url, terrain, baseline, queries[: args.check]
-                )
-                print(
-                    f"exactness: {exactness.checked} queries, Terrain matches the exhaustive "
-                    f"geodesic ranking in {exactness.checked - len(exactness.terrain_mismatches)}"
-                    f"; the baseline's order differs in {exactness.baseline_order_differs}"
-                )
-                if exactness.terrain_mismatches:
-                    raise SystemExit(
-                        "Terrain's answers differ from the exhaustive ranking for: "
-                        + ", ".join(exactness.terrain_mismatches[:5])
-                    )
-            for connections in args.connections:
-                measures += await measure(
-                    [terrain, baseline],
-                    queries_file,
-                    meter_conn,
-                    local=local_database,
-                    workers=workers,
-                    connections=connections,
-                    seconds=args.duration,
-                    rounds=args.rounds,
-                    warmup=args.warmup,
-                    threads=args.wrk_threads,
-                )
-        finally:
-            terrain.stop()
-            if baseline is not None:
-                baseline.stop()
-
+    finally:
+        if groups is not None:
+            groups.release()
     await meter_conn.close()
     ratios = _print_table(measures)
     at_16 = [m for m in measures if m.app == "terrain" and m.connections == 16]
@@ -871,7 +969,8 @@ async def main() -> int:
                         "queries",
                     )
                 }
-                | {"pool_size": args.pool_size, "max_overflow": args.max_overflow},
+                | {"pool_size": args.pool_size, "max_overflow": args.max_overflow}
+                | {"cpu_groups": groups is not None},
                 "exactness": vars(exactness) if exactness else None,
                 "measures": [vars(m) for m in measures],
                 "ratios": ratios,
