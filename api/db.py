@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections import deque
 from typing import Any
 
 from sqlalchemy import MetaData, event, exc
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.util.queue import AsyncAdaptedQueue, Empty
 
 from api.settings import DatabaseSettings
 
@@ -23,9 +28,71 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+class FairQueue(AsyncAdaptedQueue[Any]):
+    """The pool's idle connections, handed out first come, first served.
+
+    SQLAlchemy's queue wakes the longest waiter when a connection comes back, but gives the
+    connection to whoever asks before that waiter runs, and the waiter goes back to the end of
+    the line: under load a few requests wait many turns (at 16 connections on a pool of 8, a
+    p99 of 26 to 37 ms and stalls up to 213 ms, against 19 to 21 ms and 49 to 52 ms when
+    nobody waits). Here a connection that comes back goes straight to the longest waiter, and
+    nobody takes an idle connection while others wait."""
+
+    def __init__(self, maxsize: int = 0, use_lifo: bool = False) -> None:
+        super().__init__(maxsize, use_lifo)
+        self._waiters: deque[asyncio.Future[Any]] = deque()
+
+    def put_nowait(self, item: Any) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # cancelled when its wait timed out or its task was
+                waiter.set_result(item)
+                return
+        super().put_nowait(item)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if not any(not waiter.done() for waiter in self._waiters):
+            with contextlib.suppress(Empty):
+                return self.get_nowait()
+        if not block:
+            raise Empty()
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            if not waiter.done():
+                expired = True
+                waiter.cancel()
+
+        timer = loop.call_later(timeout, expire) if timeout is not None else None
+        try:
+            return self.await_(waiter)
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                # Handed over as this task was cancelled: on to the next in line.
+                self.put_nowait(waiter.result())
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            if expired:
+                raise Empty() from None
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+
+class FairQueuePool(AsyncAdaptedQueuePool):
+    _queue_class = FairQueue
+
+
 def make_engine(settings: DatabaseSettings) -> AsyncEngine:
     engine = create_async_engine(
         settings.url,
+        poolclass=FairQueuePool,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         # No ping before every checkout (three round trips with asyncpg): a connection broken
