@@ -402,9 +402,8 @@ class CpuGroups:
 
     NAMES = ("database", "app", "load")
 
-    def __init__(self, base: Path, *, v2: bool) -> None:
+    def __init__(self, base: Path) -> None:
         self.base = base
-        self.v2 = v2
         self.paths = {name: base / f"terrain-bench-{name}" for name in self.NAMES}
 
     @classmethod
@@ -419,7 +418,7 @@ class CpuGroups:
             try:
                 if v2:
                     (base / "cgroup.subtree_control").write_text("+cpu")
-                groups = cls(base, v2=v2)
+                groups = cls(base)
                 for path in groups.paths.values():
                     path.mkdir(exist_ok=True)
                 return groups
@@ -450,7 +449,7 @@ def _read(path: Path) -> str:
 
 
 def _parent_pid(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return int(_stat_fields(Path(f"/proc/{pid}/stat"))[1])
 
 
 def worker_token(base_url: str) -> str:
@@ -570,9 +569,15 @@ class Measure:
     wrk_cpu_ms: float  # the load generator's, which a larger answer costs more too
 
 
+def _stat_fields(stat: Path) -> list[str]:
+    """A /proc/<pid>/stat's fields after the command name (which may hold spaces and ')'):
+    state, parent pid, ..., user and system time at 11 and 12."""
+    return stat.read_text().rsplit(")", 1)[1].split()
+
+
 def _cpu_seconds(pid: int) -> float:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = _stat_fields(Path(f"/proc/{pid}/stat"))
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -582,7 +587,7 @@ def _process_tree(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(stat)
             children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
     tree, todo = [], [pid]
     while todo:
