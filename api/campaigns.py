@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -113,12 +114,26 @@ class CampaignPage(BaseModel):
 
 
 def hourly_rate_cents(reward_cents: int, minutes: float) -> int:
+    """The rate shown with a campaign, rounded to a cent; the pay floor compares exactly."""
     return round(reward_cents * 60 / minutes)
+
+
+def exact_cents(value: Fraction) -> str:
+    """A rate as a decimal, exact when it terminates, else cut (never rounded up) after four
+    places and marked: a rate just below the floor never reads as the floor."""
+    whole, rest = divmod(value.numerator, value.denominator)
+    digits = ""
+    while rest and len(digits) < 4:
+        digit, rest = divmod(rest * 10, value.denominator)
+        digits += str(digit)
+    return f"{whole}.{digits}{'…' if rest else ''}" if digits else str(whole)
 
 
 def check_pay_floor(
     work: WorkSettings, *, reward_cents: int, onsite_minutes: int, currency: str
 ) -> None:
+    """The floor is a minimum on the reward per hour of on-site time, compared exactly in
+    integers: reward_cents * 60 >= floor_cents_per_hour * onsite_minutes."""
     floor = work.pay_floor_cents_per_hour.get(currency)
     if floor is None:
         raise Invalid(
@@ -126,15 +141,18 @@ def check_pay_floor(
             code="unsupported_currency",
             accepted_currencies=sorted(work.pay_floor_cents_per_hour),
         )
-    rate = hourly_rate_cents(reward_cents, onsite_minutes)
-    if rate < floor:
+    if reward_cents * 60 < floor * onsite_minutes:
+        rate = Fraction(reward_cents * 60, onsite_minutes)
+        min_reward_cents = -(-floor * onsite_minutes // 60)
         raise Invalid(
-            f"This campaign pays {rate / 100:.2f} {currency} per hour of on-site time, "
-            f"below the floor of {floor / 100:.2f} {currency}: raise the reward to at least "
-            f"{-(-floor * onsite_minutes // 60)} cents or shorten the on-site time.",
+            f"This campaign pays {exact_cents(rate)} cents/h ({reward_cents} cents for "
+            f"{onsite_minutes} minutes on site), below the floor of {floor} cents/h in "
+            f"{currency}: raise the reward to at least {min_reward_cents} cents or shorten the "
+            "on-site time.",
             code="pay_below_floor",
-            hourly_rate_cents=rate,
+            hourly_rate_cents=float(rate),
             floor_cents_per_hour=floor,
+            min_reward_cents=min_reward_cents,
             currency=currency,
         )
 

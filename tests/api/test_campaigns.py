@@ -86,13 +86,16 @@ async def test_pay_floor_refuses_underpaid_campaigns_and_says_why(http, factory,
     )
     assert response.status_code == 422
     body = response.json()
-    assert body["code"] == "pay_below_floor"
-    assert body["hourly_rate_cents"] == 600
-    assert body["floor_cents_per_hour"] == 1200
-    assert body["detail"] == (
-        "This campaign pays 6.00 EUR per hour of on-site time, below the floor of 12.00 EUR: "
-        "raise the reward to at least 300 cents or shorten the on-site time."
-    )
+    assert body == {
+        "detail": "This campaign pays 600 cents/h (150 cents for 15 minutes on site), below the "
+        "floor of 1200 cents/h in EUR: raise the reward to at least 300 cents or shorten the "
+        "on-site time.",
+        "code": "pay_below_floor",
+        "hourly_rate_cents": 600.0,
+        "floor_cents_per_hour": 1200,
+        "min_reward_cents": 300,
+        "currency": "EUR",
+    }
     assert await table_fingerprint(db) == before
     at_floor = await http.post(
         "/v1/campaigns",
@@ -100,6 +103,46 @@ async def test_pay_floor_refuses_underpaid_campaigns_and_says_why(http, factory,
         json=campaign_body(reward_cents=300, onsite_minutes=15),
     )
     assert at_floor.status_code == 201
+
+
+async def test_pay_floor_is_a_minimum_compared_exactly(http, factory, db):
+    # 2,399 cents for 120 minutes is 1,199.5 cents/h: half a cent below the floor of 1,200,
+    # which rounding would have hidden. 2,400 cents is exactly the floor, and is accepted.
+    client = await factory.account(Role.client)
+    await factory.stores_at(client.organization_id, [(48.85, 2.35)])
+    before = await table_fingerprint(db)
+    below = await http.post(
+        "/v1/campaigns",
+        headers=client.headers,
+        json=campaign_body(reward_cents=2399, onsite_minutes=120),
+    )
+    assert below.status_code == 422
+    assert below.json() == {
+        "detail": "This campaign pays 1199.5 cents/h (2399 cents for 120 minutes on site), "
+        "below the floor of 1200 cents/h in EUR: raise the reward to at least 2400 cents or "
+        "shorten the on-site time.",
+        "code": "pay_below_floor",
+        "hourly_rate_cents": 1199.5,
+        "floor_cents_per_hour": 1200,
+        "min_reward_cents": 2400,
+        "currency": "EUR",
+    }
+    # A rate that does not end: cut, never rounded up to the floor (1,199.8333... cents/h).
+    endless = await http.post(
+        "/v1/campaigns",
+        headers=client.headers,
+        json=campaign_body(reward_cents=7199, onsite_minutes=360),
+    )
+    assert (endless.status_code, endless.json()["min_reward_cents"]) == (422, 7200)
+    assert endless.json()["detail"].startswith("This campaign pays 1199.8333… cents/h (7199")
+    assert await table_fingerprint(db) == before
+    at_floor = await http.post(
+        "/v1/campaigns",
+        headers=client.headers,
+        json=campaign_body(reward_cents=2400, onsite_minutes=120),
+    )
+    assert at_floor.status_code == 201, at_floor.text
+    assert at_floor.json()["hourly_rate_cents"] == 1200
 
 
 async def test_campaign_refusals(http, factory, db):
