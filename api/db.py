@@ -103,6 +103,7 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
         connect_args={
             "server_settings": {
                 "statement_timeout": str(settings.statement_timeout_ms),
+                "lock_timeout": str(settings.lock_timeout_ms),
                 "timezone": "UTC",
                 "application_name": settings.application_name,
             }

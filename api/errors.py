@@ -95,6 +95,8 @@ _CODES_BY_STATUS = {
     415: "unsupported_media_type",
     422: "invalid_request",
     429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
 }
 
 
@@ -169,7 +171,8 @@ def _storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
 def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         error_body(
-            "The database is unavailable or overloaded; retry shortly.", "database_unavailable"
+            "The database is unavailable or overloaded; nothing was changed, retry shortly.",
+            "database_unavailable",
         ),
         status_code=503,
         headers={"Retry-After": "2"},
@@ -191,6 +194,38 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.exceptions.PostgresConnectionError,
     ConnectionError,
 )
+
+# What PostgreSQL reports when a statement failed through no fault of the request: the
+# transaction was rolled back, and the same request may pass a moment later. Keyed by SQLSTATE,
+# or by its first two characters for a whole class.
+RETRYABLE_SQLSTATES: dict[str, str] = {
+    "08": "connection exception",
+    "40001": "serialization failure",
+    "40P01": "deadlock detected",
+    "53": "insufficient resources (too many connections, out of memory, disk full)",
+    "55P03": "lock not available (lock_timeout)",
+    "57014": "query canceled (statement_timeout)",
+    "57P01": "admin shutdown",
+    "57P02": "crash shutdown",
+    "57P03": "cannot connect now",
+}
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error, raised by asyncpg or wrapped by SQLAlchemy."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig is not None:
+        exc = exc.orig.__cause__ or exc.orig
+    state = getattr(exc, "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database, not the request, made it fail: unreachable, shut down, overloaded, or a
+    lock or a statement that waited past its limit. Nothing was changed; a retry may pass."""
+    state = sqlstate(exc)
+    return connection_lost(exc) or (
+        state is not None and (state in RETRYABLE_SQLSTATES or state[:2] in RETRYABLE_SQLSTATES)
+    )
 
 
 def connection_lost(exc: BaseException) -> bool:
@@ -217,10 +252,20 @@ def connection_lost(exc: BaseException) -> bool:
     )
 
 
-def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    if connection_lost(exc):
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if database_unavailable(exc):
         return _database_unavailable(request, exc)
-    raise exc  # a fault of the request or of the code: 500, as before
+    raise exc  # a fault of the code: the last-resort handler answers 500
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    # The last resort, given every exception nothing else handled (Starlette calls it from its
+    # outermost middleware, then re-raises for the server to log the traceback): whatever
+    # failed, the client gets the envelope, never a bare text/plain 500.
+    return JSONResponse(
+        error_body("An unexpected error occurred; it has been logged.", "internal_error"),
+        status_code=500,
+    )
 
 
 def _invalid_data(request: Request, exc: Exception) -> JSONResponse:
@@ -241,6 +286,7 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(exception, _database_unavailable)
     for exception in (
         sqlalchemy.exc.DBAPIError,
+        asyncpg.exceptions.PostgresError,  # raised as is on the routes that query asyncpg
         asyncpg.exceptions.InterfaceError,
         asyncpg.exceptions.InternalClientError,
         asyncpg.exceptions.ObjectNotInPrerequisiteStateError,
@@ -248,3 +294,4 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(exception, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)

@@ -21,6 +21,9 @@ class DatabaseSettings(BaseSettings):
     pool_size: int = Field(10, ge=1, le=200)
     max_overflow: int = Field(20, ge=0, le=500)
     statement_timeout_ms: int = Field(5_000, ge=100)
+    # How long a statement may wait for a row lock before it gives up (0: only the statement
+    # timeout bounds the wait). Either way the request answers 503 with Retry-After.
+    lock_timeout_ms: int = Field(0, ge=0)
     pool_pre_ping: bool = False
     pool_recycle_s: int = Field(1800, ge=10)
     # How the API's sessions name themselves to PostgreSQL (pg_stat_activity), per deployment.
