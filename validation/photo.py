@@ -15,11 +15,13 @@ from typing import Literal
 from PIL import Image, ImageFile, ImageFilter, ImageStat, JpegImagePlugin
 from pillow_heif.as_plugin import HeifImageFile
 
+from validation import thresholds
 from validation.exif import CaptureSource, FieldProblem, read_exif
 from validation.phash import perceptual_hash
+from validation.structure import BadStructure, StructureCode, check_heif, check_jpeg
 
 PhotoFormat = Literal["jpeg", "heic"]
-UnreadableCode = Literal["too_large", "unsupported_format", "too_many_pixels", "corrupt_image"]
+UnreadableCode = Literal["too_large"] | StructureCode
 
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
@@ -140,6 +142,14 @@ def open_photo(
         # The measurements may come from an embedded thumbnail, so a cut-off main image would
         # otherwise only show when the full picture is decoded.
         raise UnreadablePhoto("corrupt_image", "The photo is damaged or incomplete.")
+    # Counted before any decoder or parser sees the bytes, so that its cost stays bounded.
+    try:
+        if photo_format == "jpeg":
+            check_jpeg(data)
+        else:
+            check_heif(data, max_pixels=max_pixels)
+    except BadStructure as bad:
+        raise UnreadablePhoto(bad.code, bad.message) from None
     # The plugin classes are used directly rather than through Image.open: the pixel cap below
     # is the only one that applies, and no other decoder is ever tried on untrusted bytes.
     try:
@@ -155,6 +165,14 @@ def open_photo(
     if width * height > max_pixels:
         image.close()
         raise _too_many_pixels(max_pixels, width, height)
+    # A HEIC's EXIF item is not bounded by a segment size: Pillow would parse all of it.
+    if len(image.info.get("exif") or b"") > thresholds.MAX_PARSED_METADATA_BYTES:
+        image.close()
+        limit = thresholds.MAX_PARSED_METADATA_BYTES
+        raise UnreadablePhoto(
+            "metadata_too_large",
+            f"The photo's EXIF metadata is over {limit // 1024} KiB; a camera writes a few KiB.",
+        )
     return image, photo_format
 
 
