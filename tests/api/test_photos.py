@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import io
 import uuid
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 from PIL import Image
 
 from api.models import Role
+from tests.api.races import finish, held, wait_queued
 from tests.s3server import S3TestServer, s3_server
 from tests.validation.photos import phone_photo, point_at, segments
 
@@ -242,19 +242,40 @@ async def test_duplicates_of_earlier_submissions_are_caught(http, factory):
     assert "and 1 more submitted earlier" in similar["message"]
 
 
-async def test_concurrent_duplicate_submits_make_one_submission(http, factory, db):
+async def test_concurrent_duplicate_submits_make_one_submission(http, factory, db, app):
     worker, task_id = await arrange(factory)
     reservation_id = await reserve(http, worker, task_id)
     await complete(
         http, worker, reservation_id, await upload(http, worker, reservation_id, shelf_photo())
     )
     body = device_fix()
-    responses = await asyncio.gather(
-        *(submit(http, worker, reservation_id, body, key="retry-storm-key") for _ in range(8))
-    )
-    assert Counter(r.status_code for r in responses) == {201: 8}
-    assert len({r.json()["id"] for r in responses}) == 1
+    retries: list[asyncio.Task] = []
+    # Eight sends of one submission queue, in the order sent, on the reservation's lock (held
+    # here): all eight are in flight at once, and the first one sent is the first to run.
+    async with held(app, "reservation", uuid.UUID(reservation_id)) as row:
+        try:
+            for n in range(1, 9):
+                retries.append(
+                    asyncio.create_task(
+                        submit(http, worker, reservation_id, body, key="retry-storm-key")
+                    )
+                )
+                await wait_queued(db, "reservation", n)
+            await row.release()
+            first, *replays = await asyncio.gather(*retries)
+        finally:
+            await finish(*retries)
+    assert first.status_code == 201, first.text
+    assert "Idempotent-Replayed" not in first.headers
+    assert [(r.status_code, r.headers.get("Idempotent-Replayed")) for r in replays] == [
+        (201, "true")
+    ] * 7
+    assert {r.content for r in replays} == {first.content}
     assert await db.fetchval("SELECT count(*) FROM submission") == 1
+    assert (
+        await db.fetchval("SELECT count(*) FROM audit_event WHERE action = 'submission.created'")
+        == 1
+    )
 
 
 async def test_uploads_that_do_not_match_their_grant_are_deleted(http, factory, db, app):

@@ -9,6 +9,7 @@ import uuid
 from collections import Counter
 
 from api.models import Role
+from tests.api.races import finish, held, wait_queued
 from tests.api.test_my_data import open_tasks
 from tests.api.test_photos import STORE, reserve
 from tests.conftest import table_fingerprint
@@ -201,17 +202,32 @@ async def test_an_admin_restores_or_removes_a_hidden_task(http, factory, db):
     assert (last.json()["reports"], last.json()["task_hidden"]) == (3, True)
 
 
-async def test_concurrent_reports_hide_the_task_exactly_once(http, factory, db):
+async def test_concurrent_reports_hide_the_task_exactly_once(http, factory, db, app):
     _, _, (task_id,) = await open_tasks(factory)
     workers = [await factory.account(Role.worker) for _ in range(6)]
-    responses = await asyncio.gather(
-        *(report(http, w, task_id, "unsafe", f"Report {i}") for i, w in enumerate(workers))
-    )
-    assert Counter(r.status_code for r in responses) == {201: 6}
-    receipts = [r.json() for r in responses]
-    assert sorted(r["reports"] for r in receipts) == [1, 2, 3, 4, 5, 6]
-    (hiding,) = [r for r in receipts if r["task_hidden"]]
-    assert hiding["reports"] == 3
+    sent: list[asyncio.Task] = []
+    # Six reports queue, in the order sent, on the task's lock (held here): all six are in
+    # flight at once, and each counts the ones before it.
+    async with held(app, "task", task_id) as row:
+        try:
+            for n, worker in enumerate(workers, 1):
+                sent.append(
+                    asyncio.create_task(report(http, worker, task_id, "unsafe", f"Report {n}"))
+                )
+                await wait_queued(db, "task", n)
+            await row.release()
+            responses = await asyncio.gather(*sent)
+        finally:
+            await finish(*sent)
+    assert [r.status_code for r in responses] == [201] * 6
+    assert [(r.json()["reports"], r.json()["task_hidden"]) for r in responses] == [
+        (1, False),
+        (2, False),
+        (3, True),  # the third crosses the threshold and hides the task
+        (4, False),  # hidden already: not hidden again
+        (5, False),
+        (6, False),
+    ]
     assert await db.fetchval("SELECT count(*) FROM task_report WHERE task_id = $1", task_id) == 6
     actions = Counter(
         dict(await db.fetch("SELECT action, count(*) FROM audit_event GROUP BY action"))

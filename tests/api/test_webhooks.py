@@ -20,12 +20,14 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from api import outbox, webhook_delivery
 from api.db import make_engine, make_sessionmaker
 from api.models import Role
 from api.outbox import EVENT_TYPES, emit, forget_old_events
 from api.settings import Settings, WebhookSettings
 from api.settlement import Decision, lock_submission, settle
 from api.webhook_delivery import backoff_s, deliver_due, verify_signature
+from tests.api.races import finish, queued, until
 from tests.api.test_photos import STORE, complete, device_fix, reserve, shelf_photo, submit, upload
 from tests.api.test_settlement import decide, submitted
 from tests.conftest import make_settings, table_fingerprint
@@ -336,19 +338,33 @@ async def test_a_campaign_completes_with_its_last_decision_once(app, http, facto
 
 
 async def test_the_last_two_decisions_racing_complete_the_campaign_once(
-    app, http, factory, db, receiver
+    app, http, factory, db, receiver, monkeypatch: pytest.MonkeyPatch
 ):
     client = await factory.account(Role.client)
     await register(http, client, receiver.url("/hooks"), ("campaign.completed",))
     campaign_id, submission_ids = await two_task_campaign(http, factory, client)
+    # Each acceptance waits, its decision made and not committed, until the other has made
+    # its own: each sees the other's task still undecided, the interleaving that would
+    # complete the campaign twice or never.
+    meeting = asyncio.Barrier(2)
+    check_completion = outbox._emit_if_campaign_completed
+
+    async def once_both_decided(session, submission_id):
+        async with asyncio.timeout(20):  # a bound on a hang: the other never came
+            await meeting.wait()
+        return await check_completion(session, submission_id)
+
+    monkeypatch.setattr(outbox, "_emit_if_campaign_completed", once_both_decided)
     accepts = [
         http.post(f"/v1/submissions/{s}/accept", headers=client.headers) for s in submission_ids
     ]
     assert [r.status_code for r in await asyncio.gather(*accepts)] == [200, 200]
-    assert (
-        await db.fetchval("SELECT count(*) FROM webhook_event WHERE type = 'campaign.completed'")
-        == 1
+    events = await db.fetch(
+        "SELECT payload FROM webhook_event WHERE type = 'campaign.completed' "
+        "AND organization_id = $1",
+        client.organization_id,
     )
+    assert [json.loads(row["payload"])["task_counts"] for row in events] == [{"approved": 2}]
     await deliver(app)
     assert [e["data"]["campaign"]["id"] for e in receiver.events("/hooks")] == [str(campaign_id)]
 
@@ -594,29 +610,111 @@ async def test_attempts_spent_by_crashes_end_dead(app, http, factory, db, receiv
     assert dead["last_error"] == "no outcome recorded for the last attempt"
 
 
-async def test_concurrent_runners_never_send_one_delivery_twice(app, http, factory, db, receiver):
+async def ten_due_deliveries(app, http, factory, receiver) -> str:
     client = await factory.account(Role.client)
     endpoint = await register(http, client, receiver.url("/hooks"), ("task.submitted",))
     async with app.state.sessionmaker() as session, session.begin():
-        for n in range(30):
+        for n in range(10):
             await emit(session, client.organization_id, "task.submitted", {"n": n})
-    receiver.delay_s = 0.02
-    attempted = 0
-    while True:
-        rounds = await asyncio.gather(*(deliver(app, limit=7) for _ in range(3)))
-        attempted += sum(rounds)
-        if not any(rounds):
-            break
-    assert attempted == 30
+    return endpoint["id"]
+
+
+async def sent_once_each(db, receiver, endpoint_id: str) -> None:
     ids = Counter(c["headers"]["Terrain-Event-Id"] for c in receiver.calls)
-    assert len(ids) == 30 and set(ids.values()) == {1}
-    assert sorted(e["data"]["n"] for e in receiver.events("/hooks")) == list(range(30))
+    assert sorted(e["data"]["n"] for e in receiver.events("/hooks")) == list(range(10))
+    assert set(ids.values()) == {1}
     states = await db.fetch(
         "SELECT status, attempts, count(*) FROM webhook_delivery WHERE endpoint_id = $1 "
         "GROUP BY 1, 2",
-        uuid.UUID(endpoint["id"]),
+        uuid.UUID(endpoint_id),
     )
-    assert [tuple(r) for r in states] == [("delivered", 1, 30)]
+    assert [tuple(r) for r in states] == [("delivered", 1, 10)]
+
+
+def event_ids(receiver) -> set[str]:
+    return {c["headers"]["Terrain-Event-Id"] for c in receiver.calls}
+
+
+async def test_a_runner_claiming_beside_an_open_claim_takes_the_rest_without_waiting(
+    app, http, factory, db, receiver
+):
+    endpoint_id = await ten_due_deliveries(app, http, factory, receiver)
+    webhooks = app.state.settings.webhooks
+    running: list[asyncio.Task] = []
+    # Runner A's claim of four, its transaction still open (its rows locked, not yet leased).
+    async with app.state.sessionmaker() as session, session.begin():
+        claimed = await session.execute(
+            webhook_delivery._CLAIM,
+            {"max_attempts": webhooks.max_attempts, "limit": 4, "lease_s": 60},
+        )
+        held = {str(row.event_id) for row in claimed}
+        assert len(held) == 4
+        running = [asyncio.create_task(deliver(app)), asyncio.create_task(_claim_waits(db))]
+        try:
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            assert running[0] in done, "runner B waited for runner A's claim"
+            await finish(running[1])
+            assert running[0].result() == 6
+            assert event_ids(receiver).isdisjoint(held)
+        finally:
+            await finish(*running)
+        # Runner A dies before committing: its claim was never made.
+        await session.rollback()
+    assert await deliver(app) == 4
+    assert event_ids(receiver) >= held
+    await sent_once_each(db, receiver, endpoint_id)
+
+
+async def _claim_waits(db) -> None:
+    async def waiting() -> bool:
+        return await queued(db, "webhook_delivery") > 0
+
+    await until(waiting, "a claim waiting on a delivery", timeout_s=3600)
+
+
+class HeldCalls(httpx.AsyncBaseTransport):
+    """Calls held at the door until ``go`` is set, then sent on."""
+
+    def __init__(self) -> None:
+        self.arrived: list[str] = []
+        self.go = asyncio.Event()
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.arrived.append(request.headers["Terrain-Event-Id"])
+        await self.go.wait()
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_runner_passes_by_the_deliveries_another_is_sending(
+    app, http, factory, db, receiver
+):
+    endpoint_id = await ten_due_deliveries(app, http, factory, receiver)
+    held = HeldCalls()
+    # Runner A's calls wait at the door (a slow receiver); a long timeout, so they do not fail.
+    patient = app.state.settings.model_copy(
+        update={"webhooks": WEBHOOKS.model_copy(update={"timeout_s": 600})}
+    )
+    async with httpx.AsyncClient(transport=held) as slow:
+        runner_a = asyncio.create_task(
+            deliver_due(app.state.sessionmaker, patient, http=slow, limit=4)
+        )
+        try:
+
+            async def sending() -> bool:
+                return len(held.arrived) == 4
+
+            await until(sending, "runner A sending its four deliveries")
+            # Runner B runs start to end while A's four are in flight.
+            assert await deliver(app) == 6
+            assert event_ids(receiver).isdisjoint(held.arrived)
+            held.go.set()
+            assert await runner_a == 4
+        finally:
+            held.go.set()
+            await finish(runner_a)
+    assert event_ids(receiver) >= set(held.arrived)
+    await sent_once_each(db, receiver, endpoint_id)
 
 
 # --- Endpoints, authorization and bad input -----------------------------------------------------
