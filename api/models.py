@@ -543,6 +543,7 @@ class LedgerEntry(Base):
         CheckConstraint("kind = 'payout' OR (kind = 'earned') = (seq % 2 = 1)", name="alternates"),
         CheckConstraint("(kind = 'earned') = (amount_cents > 0)", name="sign_by_kind"),
         CheckConstraint("amount_cents <> 0", name="amount_nonzero"),
+        {"info": {"append_only": True}},
     )
 
 
@@ -643,6 +644,19 @@ class Alert(Base):
         UniqueConstraint("worker_id", "task_id", name="uq_alert_worker_task"),
         Index("ix_alert_worker_id_id", "worker_id", "id"),
     )
+
+
+class RateLimitWindow(Base):
+    """Requests of one user in one bucket during one minute (see api/rate_limits.py)."""
+
+    __tablename__ = "rate_limit_window"
+    # Unlogged: no write-ahead log for counters a crash may forget (the current minute only).
+    __table_args__ = ({"prefixes": ["UNLOGGED"]},)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(32), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
 
 
 class AuditEvent(Base):

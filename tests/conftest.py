@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import graphlib
 import os
+import re
 import socket
 import threading
 import time
@@ -22,7 +24,9 @@ import uvicorn
 from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
+from procrastinate.schema import SchemaManager
 
+from api.db import Base
 from api.main import create_app
 from api.models import Role
 from api.security import hash_password, issue_token
@@ -40,31 +44,17 @@ ADMIN_URL = os.environ.get(
     "TERRAIN_TEST_DB_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 TEST_DB = os.environ.get("TERRAIN_TEST_DB_NAME", "terrain_test")
-# Append-only (a trigger refuses DELETE): emptied with TRUNCATE, which the trigger does not see.
-LEDGER_TABLES = ["ledger_entry", "payout_batch"]
-TABLES = [
-    "webhook_attempt",
-    "webhook_delivery",
-    "webhook_event",
-    "webhook_endpoint",
-    "procrastinate_periodic_defers",
-    "procrastinate_jobs",
-    "procrastinate_workers",
-    "rate_limit_window",
-    "appeal",
-    "dispute",
-    "suspension",
-    "task_report",
-    "audit_event",
-    "submission",
-    "photo",
-    "reservation",
-    "task",
-    "campaign",
-    "store",
-    '"user"',
-    "organization",
-]
+# Migration 0010 installs the schema procrastinate ships, as it ships it: the application owns
+# those tables as much as its models' (their names are read from that schema, not listed here).
+PROCRASTINATE_SCHEMA = SchemaManager.get_schema()
+PROCRASTINATE_TABLES = frozenset(
+    re.findall(r"CREATE (?:UNLOGGED )?TABLE (?:IF NOT EXISTS )?(\w+)", PROCRASTINATE_SCHEMA)
+)
+OWNED_TABLES = frozenset(Base.metadata.tables) | PROCRASTINATE_TABLES
+# Tables a refused request may change, each with the reason; nothing else may change.
+UNFINGERPRINTED = {
+    "rate_limit_window": "the rate limit counts every request, refused ones too (rate_limits.py)"
+}
 PASSWORD = "correct horse battery"
 PASSWORD_HASH = hash_password(PASSWORD)
 
@@ -156,16 +146,102 @@ def settings(test_database_url: str, tmp_path) -> Settings:
     return make_settings(test_database_url, str(tmp_path / "objects"))
 
 
+def quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What the database says about the owned tables: their columns, primary keys, and an
+    order to empty them in (each before the tables it references)."""
+
+    columns: dict[str, list[str]]
+    primary_keys: dict[str, list[str]]
+    emptying_order: list[str]
+    fingerprint_sql: str
+
+
+_catalogs: dict[str, Catalog] = {}
+
+
+async def catalog(connection: asyncpg.Connection) -> Catalog:
+    name = await connection.fetchval("SELECT current_database()")
+    if name not in _catalogs:
+        _catalogs[name] = await _read_catalog(connection)
+    return _catalogs[name]
+
+
+async def _read_catalog(connection: asyncpg.Connection) -> Catalog:
+    owned = sorted(OWNED_TABLES)
+    rows = await connection.fetch(
+        """
+        SELECT c.relname,
+               array_agg(a.attname::text ORDER BY a.attnum) AS columns,
+               (SELECT array_agg(k.attname::text ORDER BY array_position(i.indkey, k.attnum))
+                  FROM pg_index i JOIN pg_attribute k
+                    ON k.attrelid = i.indrelid AND k.attnum = ANY (i.indkey)
+                 WHERE i.indrelid = c.oid AND i.indisprimary) AS primary_key
+          FROM pg_class c
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY ($1)
+         GROUP BY c.oid, c.relname
+        """,
+        owned,
+    )
+    columns = {row["relname"]: row["columns"] for row in rows}
+    primary_keys = {row["relname"]: row["primary_key"] for row in rows}
+    missing = set(owned) - set(columns)
+    assert not missing, f"owned tables absent from the test database: {sorted(missing)}"
+    keyless = [table for table, key in primary_keys.items() if not key]
+    assert not keyless, f"tables without a primary key cannot be fingerprinted: {keyless}"
+    references = await connection.fetch(
+        """
+        SELECT DISTINCT f.relname AS referencing, t.relname AS referenced
+          FROM pg_constraint k
+          JOIN pg_class f ON f.oid = k.conrelid
+          JOIN pg_class t ON t.oid = k.confrelid
+         WHERE k.contype = 'f' AND f.relname = ANY ($1) AND t.relname = ANY ($1)
+        """,
+        owned,
+    )
+    referenced_by: dict[str, set[str]] = {table: set() for table in owned}
+    for row in references:
+        if row["referencing"] != row["referenced"]:
+            referenced_by[row["referenced"]].add(row["referencing"])
+    emptying_order = list(graphlib.TopologicalSorter(referenced_by).static_order())
+    selects = []
+    for table in sorted(set(owned) - set(UNFINGERPRINTED)):
+        key = ", ".join(f"r.{quoted(column)}" for column in primary_keys[table])
+        if len(primary_keys[table]) > 1:
+            key = f"ROW({key})"
+        digests = ", ".join(f"md5(r.{quoted(column)}::text)" for column in columns[table])
+        selects.append(
+            f"SELECT '{table}' AS relation, ({key})::text AS key, ARRAY[{digests}] AS digests "
+            f"FROM {quoted(table)} r"
+        )
+    return Catalog(columns, primary_keys, emptying_order, "\nUNION ALL\n".join(selects))
+
+
 async def truncate(url: str) -> None:
     connection = await asyncpg.connect(plain_dsn(url))
     try:
+        tables = (await catalog(connection)).emptying_order
         # DELETE, in foreign-key order: on tables this small it is ~100x faster than TRUNCATE.
-        # TRUNCATE costs ~40 ms even on empty tables: only when a test wrote money.
-        if await connection.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM payout_batch UNION ALL SELECT 1 FROM ledger_entry)"
-        ):
-            await connection.execute(f"TRUNCATE {', '.join(LEDGER_TABLES)}")
-        await connection.execute("; ".join(f"DELETE FROM {table}" for table in TABLES))
+        # TRUNCATE (~40 ms even on empty tables) only for append-only tables, whose trigger
+        # refuses DELETE but does not see TRUNCATE, and only when a test wrote to them.
+        append_only = [
+            table
+            for table in tables
+            if table in Base.metadata.tables and Base.metadata.tables[table].info.get("append_only")
+        ]
+        written = " OR ".join(f"EXISTS (SELECT 1 FROM {quoted(table)})" for table in append_only)
+        if append_only and await connection.fetchval(f"SELECT {written}"):
+            await connection.execute(f"TRUNCATE {', '.join(map(quoted, append_only))}")
+        await connection.execute(
+            "; ".join(
+                f"DELETE FROM {quoted(table)}" for table in tables if table not in append_only
+            )
+        )
     finally:
         await connection.close()
 
@@ -332,22 +408,50 @@ def factory(db: asyncpg.Connection, settings: Settings) -> Factory:
     return Factory(db, settings)
 
 
-async def table_fingerprint(db: asyncpg.Connection) -> dict[str, Any]:
-    """Everything that could change, summarised: row counts and task/reservation states."""
-    fingerprint: dict[str, Any] = {}
-    for table in LEDGER_TABLES + TABLES:
-        fingerprint[table] = await db.fetchval(f"SELECT count(*) FROM {table}")
-    fingerprint["task_states"] = await db.fetch(
-        "SELECT id, status, reserved_until FROM task ORDER BY id"
-    )
-    fingerprint["reservation_states"] = await db.fetch(
-        "SELECT id, state, expires_at FROM reservation ORDER BY id"
-    )
-    fingerprint["campaign_states"] = await db.fetch("SELECT id, status FROM campaign ORDER BY id")
-    fingerprint["submission_states"] = await db.fetch(
-        "SELECT id, status, claimed_by FROM submission ORDER BY id"
-    )
-    fingerprint["suspended"] = await db.fetch(
-        'SELECT id, suspended_at FROM "user" WHERE suspended_at IS NOT NULL ORDER BY id'
-    )
+class Fingerprint(dict[str, dict[str, tuple[str | None, ...]]]):
+    """Every row of every owned table (but UNFINGERPRINTED): per table, per primary key, an md5
+    of each column's value. Equal fingerprints mean no row was added, removed or changed."""
+
+    def __init__(self, schema: Catalog) -> None:
+        super().__init__()
+        self.schema = schema
+
+    def differences(self, other: Fingerprint) -> list[str]:
+        """What differs, by table, row (primary key) and column: this is the left side."""
+        lines = []
+        for table in sorted(set(self) | set(other)):
+            mine, theirs = self.get(table, {}), other.get(table, {})
+            primary_key = self.schema.primary_keys[table]
+            key = primary_key[0] if len(primary_key) == 1 else f"({', '.join(primary_key)})"
+            for row in sorted(set(mine) - set(theirs)):
+                lines.append(f"{table}: {key}={row} only on the left")
+            for row in sorted(set(theirs) - set(mine)):
+                lines.append(f"{table}: {key}={row} only on the right")
+            for row in sorted(set(mine) & set(theirs)):
+                changed = [
+                    column
+                    for column, left, right in zip(
+                        self.schema.columns[table], mine[row], theirs[row], strict=True
+                    )
+                    if left != right
+                ]
+                if changed:
+                    lines.append(f"{table}: {key}={row} differs in {', '.join(changed)}")
+        return lines
+
+
+async def table_fingerprint(db: asyncpg.Connection) -> Fingerprint:
+    """A digest of every row of every table the application owns, computed in the database."""
+    schema = await catalog(db)
+    fingerprint = Fingerprint(schema)
+    for table in OWNED_TABLES - set(UNFINGERPRINTED):
+        fingerprint[table] = {}
+    for relation, key, digests in await db.fetch(schema.fingerprint_sql):
+        fingerprint[relation][key] = tuple(digests)
     return fingerprint
+
+
+def pytest_assertrepr_compare(op: str, left: Any, right: Any) -> list[str] | None:
+    if op == "==" and isinstance(left, Fingerprint) and isinstance(right, Fingerprint):
+        return ["the database differs:", *left.differences(right)]
+    return None
