@@ -38,6 +38,7 @@ from api.settings import (
     StorageSettings,
     WorkSettings,
 )
+from tests.shared_data import pytest_terminal_summary  # noqa: F401  (the skipped-data summary)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ADMIN_URL = os.environ.get(

@@ -27,9 +27,7 @@ from geo.routing import (
     check_route,
     solve,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-OP_DATA = REPO_ROOT.parent / "shared" / "data" / "orienteering"
+from tests.shared_data import shared_data
 
 Point = tuple[float, float]
 
@@ -318,7 +316,11 @@ def read_tsiligirides(path: Path) -> Problem:
     return euclidean_problem(points[0], points[1], points[2:], visits, budget)
 
 
-@pytest.mark.skipif(not OP_DATA.is_dir(), reason="orienteering benchmark data not present")
+@pytest.fixture
+def tsiligirides() -> Path:
+    return shared_data("orienteering/tsiligirides")
+
+
 @pytest.mark.parametrize(
     ("name", "best_known"),
     [
@@ -328,8 +330,10 @@ def read_tsiligirides(path: Path) -> Problem:
         ("set3/tsiligirides_problem_3_budget_050.txt", 520),
     ],
 )
-def test_tsiligirides_instances_reach_their_best_known_score(name: str, best_known: int) -> None:
-    problem = read_tsiligirides(OP_DATA / "tsiligirides" / name)
+def test_tsiligirides_instances_reach_their_best_known_score(
+    tsiligirides: Path, name: str, best_known: int
+) -> None:
+    problem = read_tsiligirides(tsiligirides / name)
     route = solve(problem, deadline_s=30)
     assert_sound(problem, route)
     assert route.reward == best_known

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.validation.corpus import CORPUS, CORPUS_MISSING
+from tests.shared_data import shared_data
+from tests.validation.corpus import CORPUS_MANIFEST
 
 
 @pytest.fixture
 def corpus() -> Path:
-    if not (CORPUS / "manifest.json").is_file():
-        pytest.skip(CORPUS_MISSING)
-    return CORPUS
+    """The real-photo corpus directory (skips, or fails in CI, when it is missing)."""
+    return shared_data(CORPUS_MANIFEST).parent

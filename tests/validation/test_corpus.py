@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ import pytest
 from validation import PhotoContext, photo_checks, read_photo, verdict
 from validation.exif import DATETIME_ORIGINAL, GPS_DATETIME, GPS_POSITION
 
-from .corpus import CORPUS, corpus_entries
+from .corpus import corpus_entries
 
 NOW = datetime(2026, 3, 14, 15, 0, tzinfo=UTC)
 
@@ -73,8 +74,8 @@ def expected_datetime_original_problem(entry: dict[str, Any]) -> str | None:
 
 
 @pytest.mark.parametrize("entry", corpus_entries())
-def test_corpus_photo_matches_manifest(entry: dict[str, Any]) -> None:
-    data = (CORPUS / entry["file"]).read_bytes()
+def test_corpus_photo_matches_manifest(corpus: Path, entry: dict[str, Any]) -> None:
+    data = (corpus / entry["file"]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == entry["sha256"]  # the file the manifest describes
     facts = read_photo(data)
 
@@ -128,8 +129,8 @@ def test_corpus_photo_matches_manifest(entry: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("entry", corpus_entries())
-def test_corpus_photo_checks_report_missing_evidence(entry: dict[str, Any]) -> None:
-    facts = read_photo((CORPUS / entry["file"]).read_bytes())
+def test_corpus_photo_checks_report_missing_evidence(corpus: Path, entry: dict[str, Any]) -> None:
+    facts = read_photo((corpus / entry["file"]).read_bytes())
     store = expected_position(entry)
     store_lat, store_lon = store if isinstance(store, tuple) else (48.8606, 2.3376)
     ctx = PhotoContext(
