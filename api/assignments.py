@@ -10,6 +10,7 @@ a KNN index scan fails on PostgreSQL 15 with "attempted to lock invisible tuple"
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -18,13 +19,14 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentWorker, Public, SessionDep, SettingsDep, driver
-from api.errors import Conflict, Forbidden, NotFound
+from api.errors import NotFound
 from api.models import ReservationState
 from api.observability import count_reservations_now
 from api.rate_limits import ReservationLimit
-from api.reservations import ReservationOut
+from api.reservations import LOCK_WORKER_SQL, ReservationOut, check_cap, refuse_suspended
+from api.routes import doable_from, travel_model
 from api.schemas import ERROR_RESPONSES, Body, Latitude, Longitude
-from api.settings import Settings
+from api.settings import Settings, WorkSettings
 from api.tasks import (
     AVAILABLE_SQL,
     DETAIL_COLUMNS,
@@ -32,26 +34,45 @@ from api.tasks import (
     nearest_rows,
     task_out_fields,
 )
-from geo.travel import DEFAULT_SPEEDS_KMH
 
 router = APIRouter(tags=["assignments"], responses=ERROR_RESPONSES)
 
 CANDIDATES = 100
-CRITERIA = [
-    {
-        "rank": 1,
-        "criterion": "estimated_hourly_rate",
-        "order": "highest first",
-        "definition": "reward / (on-site minutes + travel minutes from the given position), "
-        "travel being the geodesic distance at the mode's speed "
-        + ", ".join(f"{mode} {speed:g} km/h" for mode, speed in DEFAULT_SPEEDS_KMH.items()),
-    },
-    {"rank": 2, "criterion": "distance", "order": "nearest first", "definition": "WGS84 geodesic"},
-    {"rank": 3, "criterion": "task_id", "order": "ascending", "definition": "a fixed tie-break"},
-]
+
+
+def criteria(work: WorkSettings) -> list[dict[str, Any]]:
+    speeds = ", ".join(f"{mode} {speed:g} km/h" for mode, speed in work.speeds_kmh.items())
+    return [
+        {
+            "rank": 1,
+            "criterion": "estimated_hourly_rate",
+            "order": "highest first",
+            "definition": "reward / (on-site minutes + travel minutes from the given position), "
+            f"travel being the geodesic distance at the mode's speed ({speeds})",
+        },
+        {
+            "rank": 2,
+            "criterion": "distance",
+            "order": "nearest first",
+            "definition": "WGS84 geodesic",
+        },
+        {
+            "rank": 3,
+            "criterion": "task_id",
+            "order": "ascending",
+            "definition": "a fixed tie-break",
+        },
+    ]
+
+
 EXCLUSIONS = [
     "tasks not open, or outside their campaign's dates",
     "tasks farther than radius_m",
+    "tasks you could not do in time, by the rule route suggestions follow: leaving now at the "
+    "mode's speed (great-circle distance times the detour factor), arriving while the store "
+    "is open (its opening hours, in its time zone; waiting for it to open counts), and "
+    "finishing the on-site work before it closes, within the reservation's duration and "
+    "before the campaign ends",
     "tasks you already submitted (completed or rejected)",
     "nothing, if you hold your cap of active reservations or your account is suspended",
 ]
@@ -83,16 +104,6 @@ def hourly_rate(reward_cents: int, onsite_minutes: float, travel_minutes: float)
 # The assignment runs on the request's asyncpg connection, in a transaction of its own, in four
 # statements (five when the picked task still carries an expired reservation): the endpoint's
 # time is the database's, not an ORM's. ``bench/assignments.py`` runs these same statements.
-
-# The worker's row, locked: concurrent assignments of one worker queue here, and a suspension
-# committed meanwhile is seen. With the count of their active reservations, for the cap.
-LOCK_WORKER_SQL = """
-    SELECT u.suspended_at,
-           (SELECT count(*) FROM reservation r
-            WHERE r.worker_id = u.id AND r.state = 'active' AND r.expires_at > now()) AS active
-    FROM "user" u WHERE u.id = $1
-    FOR UPDATE OF u
-"""
 
 # The best candidate still available, locked without waiting (another caller holding one moves
 # on to the next), and claimed. Locking by primary key, not over the KNN scan (see above).
@@ -144,11 +155,16 @@ RESERVE_SQL = f"""
 """
 
 
-def rank(rows: list[Any], mode: str) -> list[Any]:
-    """The candidates in the order of the published criteria."""
-    metres_per_minute = DEFAULT_SPEEDS_KMH[mode] * 1000 / 60
+def rank(
+    rows: list[Any], *, start: tuple[float, float], mode: str, work: WorkSettings
+) -> list[Any]:
+    """The candidates in the order of the published criteria, without those that cannot be
+    done in time (the rule every stop of a route follows)."""
+    metres_per_minute = work.speeds_kmh[mode] * 1000 / 60
+    model = travel_model(mode, None, work)
+    now = datetime.now(UTC)
     return sorted(
-        rows,
+        (r for r in rows if doable_from(r, start, now, model)),
         key=lambda r: (
             -hourly_rate(
                 r["reward_cents"], r["onsite_minutes"], r["distance_m"] / metres_per_minute
@@ -163,24 +179,14 @@ async def assign(
     conn: asyncpg.Connection, *, worker_id: uuid.UUID, body: AssignmentIn, settings: Settings
 ) -> bytes:
     """The JSON of an ``AssignmentOut``, built from the rows."""
-    cap = settings.work.reservation_cap
     async with conn.transaction():
-        suspended_at, active = await conn.fetchrow(LOCK_WORKER_SQL, worker_id)
-        if suspended_at is not None:
-            raise Forbidden(
-                "This account is suspended: GET /v1/me says why and how to appeal.",
-                code="account_suspended",
-            )
-        if active >= cap:
-            raise Conflict(
-                f"You already hold {cap} active reservations; release or finish one first.",
-                code="too_many_reservations",
-                cap=cap,
-            )
+        suspended_at, held = await conn.fetchrow(LOCK_WORKER_SQL, worker_id)
+        refuse_suspended(suspended_at)
+        check_cap(held=held, taking=1, cap=settings.work.reservation_cap)
         rows, _ = await nearest_rows(
             conn, lat=body.lat, lon=body.lon, radius_m=body.radius_m, limit=CANDIDATES
         )
-        ranked = rank(rows, body.mode)
+        ranked = rank(rows, start=(body.lat, body.lon), mode=body.mode, work=settings.work)
         claimed = await conn.fetchrow(PICK_AND_CLAIM_SQL, [r["task_id"] for r in ranked], worker_id)
         if claimed is None:
             raise NotFound(
@@ -195,7 +201,7 @@ async def assign(
             RESERVE_SQL, task_id, worker_id, reserved_until, reserved_until.isoformat()
         )
     row = next(r for r in ranked if r["task_id"] == task_id)
-    travel_minutes = row["distance_m"] / (DEFAULT_SPEEDS_KMH[body.mode] * 1000 / 60)
+    travel_minutes = row["distance_m"] / (settings.work.speeds_kmh[body.mode] * 1000 / 60)
     payload = {
         "reservation": {
             "id": reserved["reservation_id"],
@@ -236,6 +242,6 @@ async def assign_route(
 
 
 @router.get("/v1/assignments/criteria", dependencies=[Public])
-async def criteria_route() -> CriteriaOut:
+async def criteria_route(settings: SettingsDep) -> CriteriaOut:
     """How assignments rank tasks: these criteria and nothing else; no worker is favoured."""
-    return CriteriaOut(criteria=CRITERIA, exclusions=EXCLUSIONS)
+    return CriteriaOut(criteria=criteria(settings.work), exclusions=EXCLUSIONS)

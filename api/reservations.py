@@ -82,11 +82,25 @@ async def reservation_out(session: AsyncSession, reservation: Reservation) -> Re
     )
 
 
-async def lock_worker(session: AsyncSession, worker: User) -> None:
-    """Serialise the worker's reservations; a suspension committed meanwhile refuses them."""
-    suspended_at = await session.scalar(
-        select(User.suspended_at).where(User.id == worker.id).with_for_update()
-    )
+# The worker's row, with the count of the tasks they hold: the one count the cap is checked
+# against, however work is taken (one task, a route, an assignment). Locked when work is taken:
+# a worker's own requests for work queue there, so the cap holds, and a suspension committed
+# meanwhile is seen.
+def _worker_sql(worker: str, *, lock: bool) -> str:
+    return f"""
+    SELECT u.suspended_at,
+           (SELECT count(*) FROM reservation r
+            WHERE r.worker_id = u.id AND r.state = 'active' AND r.expires_at > now()) AS held
+    FROM "user" u WHERE u.id = {worker}{" FOR UPDATE OF u" if lock else ""}
+"""
+
+
+LOCK_WORKER_SQL = _worker_sql("$1", lock=True)  # on a driver connection
+_LOCK_WORKER = text(_worker_sql(":worker_id", lock=True))
+_WORKER = text(_worker_sql(":worker_id", lock=False))
+
+
+def refuse_suspended(suspended_at: datetime | None) -> None:
     if suspended_at is not None:
         raise Forbidden(
             "This account is suspended: GET /v1/me says why and how to appeal.",
@@ -94,17 +108,33 @@ async def lock_worker(session: AsyncSession, worker: User) -> None:
         )
 
 
-async def active_reservation_count(session: AsyncSession, worker_id: uuid.UUID) -> int:
-    return (
-        await session.scalar(
-            select(func.count()).where(
-                Reservation.worker_id == worker_id,
-                Reservation.state == ReservationState.active,
-                Reservation.expires_at > func.now(),
-            )
+def check_cap(*, held: int, taking: int, cap: int) -> None:
+    """The one cap on taking work: never more than ``cap`` active reservations at once, a
+    route's tasks counted like any other."""
+    if held + taking > cap:
+        raise Conflict(
+            f"You already hold {held} of the {cap} active reservations allowed at once; "
+            + (
+                "release or finish one first."
+                if taking == 1
+                else f"{taking} more would exceed that."
+            ),
+            code="too_many_reservations",
+            cap=cap,
+            held=held,
         )
-        or 0
-    )
+
+
+async def lock_worker(session: AsyncSession, worker: User) -> int:
+    """Locks the worker's row (refused if suspended); returns how many tasks they hold."""
+    suspended_at, held = (await session.execute(_LOCK_WORKER, {"worker_id": worker.id})).one()
+    refuse_suspended(suspended_at)
+    return int(held)
+
+
+async def held_count(session: AsyncSession, worker_id: uuid.UUID) -> int:
+    """How many tasks the worker holds, without locking (for planning, not for taking)."""
+    return int((await session.execute(_WORKER, {"worker_id": worker_id})).one().held)
 
 
 async def expire_stale_reservations_of(session: AsyncSession, task_ids: list[uuid.UUID]) -> None:
@@ -139,7 +169,7 @@ async def reserve(
 ) -> tuple[Reservation, bool]:
     """Reserve a task for a worker. Returns the reservation and whether it was created now
     (False when the worker already holds it: a retried request gets the same reservation)."""
-    await lock_worker(session, worker)
+    held_count = await lock_worker(session, worker)
     held = await session.scalar(
         select(Reservation).where(
             Reservation.task_id == task_id,
@@ -150,12 +180,7 @@ async def reserve(
     )
     if held is not None:
         return held, False
-    if await active_reservation_count(session, worker.id) >= cap:
-        raise Conflict(
-            f"You already hold {cap} active reservations; release or finish one first.",
-            code="too_many_reservations",
-            cap=cap,
-        )
+    check_cap(held=held_count, taking=1, cap=cap)
     expires_at = func.now() + func.make_interval(0, 0, 0, 0, 0, Campaign.reservation_minutes)
     claimed = await session.execute(
         update(Task)

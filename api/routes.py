@@ -22,9 +22,9 @@ from api.errors import Conflict, Invalid
 from api.models import Reservation, ReservationState, User
 from api.observability import count_reservations, count_reservations_now
 from api.rate_limits import ReservationLimit
-from api.reservations import active_reservation_count, expire_stale_reservations_of, lock_worker
+from api.reservations import check_cap, expire_stale_reservations_of, held_count, lock_worker
 from api.schemas import ERROR_RESPONSES, Body, Latitude, Longitude, PointGeometry
-from api.settings import Settings
+from api.settings import Settings, WorkSettings
 from api.tasks import AVAILABLE_SQL, estimated_hourly_rate_cents, nearest_open_tasks
 from geo.distance import great_circle_m
 from geo.opening_hours import parse_opening_hours
@@ -116,27 +116,44 @@ class Candidate:
         return (self.row["lat"], self.row["lon"])
 
 
-def travel_model(mode: str, speed_kmh: float | None) -> GeodesicTravelModel:
-    # Great-circle distance is within 0.6 % of the geodesic, far inside the detour factor's own
-    # uncertainty, and a 300-candidate matrix of it takes milliseconds instead of a second.
-    return GeodesicTravelModel(mode=mode, speed_kmh=speed_kmh, distance_m=great_circle_m)
+def travel_model(mode: str, speed_kmh: float | None, work: WorkSettings) -> GeodesicTravelModel:
+    """How routes (and assignments, to know what can be reached in time) time a leg:
+    great-circle distance times the detour factor, at the given speed or the mode's setting.
+    Great-circle distance is within 0.6 % of the geodesic, far inside the detour factor's own
+    uncertainty, and a 300-candidate matrix of it takes milliseconds instead of a second."""
+    return GeodesicTravelModel(
+        mode=mode, speed_kmh=speed_kmh, speeds_kmh=work.speeds_kmh, distance_m=great_circle_m
+    )
 
 
 def visit_windows(row: Any, now: datetime, horizon_s: float) -> tuple[tuple[float, float], ...]:
-    """When the task can be done, in seconds from now: store opening hours, before the
-    campaign ends, and within the campaign's reservation duration from now."""
+    """When the task can be done, in seconds from now: store opening hours (in the store's time
+    zone), before the campaign ends, and within the campaign's reservation duration from now."""
     limit_s = min(
         horizon_s,
         row["reservation_minutes"] * 60.0,
         (row["available_until"] - now).total_seconds(),
     )
-    if limit_s <= 0:
-        return ()
     hours = parse_opening_hours(row["opening_hours"])
-    if hours.always_open:
-        return ((0.0, limit_s),)
-    spans = hours.open_intervals(now, now + timedelta(seconds=limit_s), ZoneInfo(row["timezone"]))
-    return tuple(((a - now).total_seconds(), (b - now).total_seconds()) for a, b in spans)
+    return hours.windows_s(now, limit_s, ZoneInfo(row["timezone"]))
+
+
+def doable_from(
+    row: Any, start: tuple[float, float], now: datetime, model: GeodesicTravelModel
+) -> bool:
+    """Whether a worker leaving ``start`` now can do the task: the one-stop route to it passes
+    the checks every stop of a route passes (arrive, wait for the store to open if need be,
+    and finish the on-site work while it is open, before the reservation or the campaign
+    ends)."""
+    point = (row["lat"], row["lon"])
+    matrices = model.matrices([start, point, point])  # no way back: the route ends at the store
+    horizon_s = row["reservation_minutes"] * 60.0
+    problem = build_problem([Candidate(row)], matrices, horizon_s, now, None)
+    try:
+        check_route(problem, [0])
+    except InfeasibleRouteError:
+        return False
+    return True
 
 
 def build_problem(
@@ -241,8 +258,13 @@ def route_out(
     )
 
 
-async def suggest(session: AsyncSession, body: RouteRequest, settings: Settings) -> RouteOut:
-    model = travel_model(body.mode, body.speed_kmh)
+async def suggest(
+    session: AsyncSession, body: RouteRequest, worker: User, settings: Settings
+) -> RouteOut:
+    cap = settings.work.reservation_cap
+    held = await held_count(session, worker.id)
+    check_cap(held=held, taking=1, cap=cap)  # a route must be one the worker may reserve
+    model = travel_model(body.mode, body.speed_kmh, settings.work)
     start = (body.start.lat, body.start.lon)
     end = (body.end.lat, body.end.lon) if body.end else start
     budget_s = body.time_budget_minutes * 60.0
@@ -274,7 +296,7 @@ async def suggest(session: AsyncSession, body: RouteRequest, settings: Settings)
         <= reach_m * 1.006
     ]
     now = datetime.now(UTC)
-    max_tasks = min(body.max_tasks or settings.work.route_cap, settings.work.route_cap)
+    max_tasks = min(body.max_tasks or cap - held, cap - held)
 
     def plan() -> tuple[Route, TravelMatrices]:
         matrices = model.matrices([start, end, *(c.point for c in candidates)])
@@ -320,7 +342,7 @@ async def reserve_route(
     Returns the reservations and whether they were made now: when the worker already holds
     every task of the route (a retried request whose answer was lost), the same reservations
     come back instead of a conflict with oneself."""
-    await lock_worker(session, worker)
+    held = await lock_worker(session, worker)
     already = list(
         await session.scalars(
             select(Reservation).where(
@@ -334,15 +356,7 @@ async def reserve_route(
     if len(already) == len(body.task_ids):
         by_task = {r.task_id: r for r in already}
         return [by_task[t] for t in body.task_ids], False
-    cap = settings.work.route_cap
-    held = await active_reservation_count(session, worker.id)
-    if held + len(body.task_ids) > cap:
-        raise Conflict(
-            f"A route holds at most {cap} tasks with your current reservations; you hold {held}.",
-            code="too_many_reservations",
-            cap=cap,
-            held=held,
-        )
+    check_cap(held=held, taking=len(body.task_ids), cap=settings.work.reservation_cap)
     rows = {
         r.task_id: r for r in (await session.execute(_LOCK_TASKS, {"ids": body.task_ids})).all()
     }
@@ -356,7 +370,7 @@ async def reserve_route(
     now = rows[body.task_ids[0]].now
     # Hold each task until the planned departure from its stop plus a margin, following the
     # route in the given order.
-    model = travel_model(body.mode, body.speed_kmh)
+    model = travel_model(body.mode, body.speed_kmh, settings.work)
     ordered = [Candidate(dict(rows[t]._mapping)) for t in body.task_ids]
     start = (body.start.lat, body.start.lon)
     matrices = model.matrices([start, start, *(c.point for c in ordered)])
@@ -410,9 +424,10 @@ async def suggest_route(
     body: RouteRequest, worker: CurrentWorker, session: SessionDep, settings: SettingsDep
 ) -> RouteOut:
     """The ordered set of open tasks that earns the most within the time budget, from the start
-    to the end (default: back to the start), respecting opening hours and reservation limits.
-    Travel time: great-circle distance times a detour factor at the mode's speed."""
-    return await suggest(session, body, settings)
+    to the end (default: back to the start), respecting opening hours and reservation limits:
+    at most as many tasks as you may still reserve (409 `too_many_reservations` when none).
+    Travel time: great-circle distance times a detour factor, at the mode's configured speed."""
+    return await suggest(session, body, worker, settings)
 
 
 @router.post("/v1/routes/reserve", status_code=201, dependencies=[ReservationLimit])

@@ -9,6 +9,7 @@ from croniter import croniter
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from geo.travel import DEFAULT_SPEEDS_KMH
 from validation import Thresholds
 
 DEVELOPMENT_SECRET = "terrain-development-secret-change-me"
@@ -46,13 +47,16 @@ class WorkSettings(BaseSettings):
     sweep_interval_s: float = Field(30.0, gt=0)
     # Minimum hourly rate on on-site time, in cents per hour, per accepted currency.
     pay_floor_cents_per_hour: dict[str, int] = {"EUR": 1200, "USD": 1500, "GBP": 1200}
-    walking_speed_kmh: float = Field(5.0, gt=0)
+    # Speeds of the travel modes, in km/h: nearby's walking time and hourly rate, route legs and
+    # assignments' travel all read these, so they never disagree.
+    walking_speed_kmh: float = Field(DEFAULT_SPEEDS_KMH["walk"], gt=0, le=40)
+    running_speed_kmh: float = Field(DEFAULT_SPEEDS_KMH["run"], gt=0, le=40)
+    cycling_speed_kmh: float = Field(DEFAULT_SPEEDS_KMH["bike"], gt=0, le=40)
     nearby_default_radius_m: int = Field(2_000, ge=1)
     nearby_max_radius_m: int = Field(50_000, ge=1)
     nearby_max_limit: int = Field(100, ge=1)
-    # Routes: how many tasks one route may reserve at once (above the single-task cap), how
-    # many candidates the solver weighs, its time limit, and the hold past a planned departure.
-    route_cap: int = Field(8, ge=1, le=50)
+    # Routes: how many candidates the solver weighs, its time limit, and the hold past a
+    # planned departure. A route's tasks count against ``reservation_cap`` like any other.
     route_max_candidates: int = Field(300, ge=1, le=1000)
     route_deadline_s: float = Field(1.0, gt=0, le=10)
     route_reservation_margin_minutes: int = Field(20, ge=0, le=240)
@@ -63,6 +67,15 @@ class WorkSettings(BaseSettings):
     # Per-worker rate limits (requests a minute): taking work, and photo grants and checks.
     reservations_per_minute: int = Field(30, ge=1, le=100_000)
     uploads_per_minute: int = Field(60, ge=1, le=100_000)
+
+    @property
+    def speeds_kmh(self) -> dict[str, float]:
+        """Each travel mode's speed."""
+        return {
+            "walk": self.walking_speed_kmh,
+            "run": self.running_speed_kmh,
+            "bike": self.cycling_speed_kmh,
+        }
 
 
 class ReviewSettings(BaseSettings):

@@ -97,6 +97,7 @@ class _NoTask(Exception):
 class Limits:
     cap: int  # active reservations
     per_minute: int  # reservation requests
+    work: WorkSettings  # the speeds the ranking reads
 
 
 @dataclass(frozen=True)
@@ -117,16 +118,17 @@ async def assign_raw(
         raise RuntimeError(f"worker {worker} is rate limited")
     try:
         async with conn.transaction():
-            suspended_at, active = await conn.fetchrow(LOCK_WORKER_SQL, worker)
+            suspended_at, held = await conn.fetchrow(LOCK_WORKER_SQL, worker)
             if suspended_at is not None:
                 raise RuntimeError(f"worker {worker} is suspended")
-            if active >= limits.cap:
+            if held >= limits.cap:
                 raise RuntimeError(f"worker {worker} is at the reservation cap")
             session = cast(AsyncSession, _BareSession(conn))
             rows = await nearest_open_tasks(
                 session, lat=lat, lon=lon, radius_m=RADIUS_M, limit=CANDIDATES
             )
-            ids = [r["task_id"] for r in rank(rows, MODE)]
+            ranked = rank(rows, start=spot, mode=MODE, work=limits.work)
+            ids = [r["task_id"] for r in ranked]
             claimed = await conn.fetchrow(PICK_AND_CLAIM_SQL, ids, worker)
             if claimed is None:
                 raise _NoTask
@@ -450,7 +452,7 @@ async def main() -> int:
     await prepare_database(args)
     dsn = _dsn(args.pg, args.database)
     work = WorkSettings()
-    limits = Limits(cap=work.reservation_cap, per_minute=work.reservations_per_minute)
+    limits = Limits(cap=work.reservation_cap, per_minute=work.reservations_per_minute, work=work)
     conn = await asyncpg.connect(dsn)
     workers = await bench_workers(conn, args.concurrency * args.workers_per_client)
     await reset(conn, workers)  # an interrupted run may have left some

@@ -10,6 +10,7 @@ rule replaces earlier ones on the days it names. Examples: ``Mo-Sa 08:30-20:00; 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -39,6 +40,18 @@ class OpeningHours:
     def is_open(self, local: datetime) -> bool:
         minute = local.weekday() * MINUTES_PER_DAY + local.hour * 60 + local.minute
         return any(start <= minute < end for start, end in self.weekly)
+
+    def windows_s(
+        self, now: datetime, limit_s: float, zone: tzinfo
+    ) -> tuple[tuple[float, float], ...]:
+        """When the store is open between ``now`` and ``limit_s`` seconds later, as intervals
+        in seconds from ``now``."""
+        if limit_s <= 0:
+            return ()
+        if self.always_open:
+            return ((0.0, limit_s),)
+        spans = self.open_intervals(now, now + timedelta(seconds=limit_s), zone)
+        return tuple(((a - now).total_seconds(), (b - now).total_seconds()) for a, b in spans)
 
     def open_intervals(
         self, start: datetime, end: datetime, zone: tzinfo
@@ -84,6 +97,9 @@ def _merge_instants(spans: list[tuple[datetime, datetime]]) -> list[tuple[dateti
     return merged
 
 
+# Stores are few next to the calls that read their hours (every route and assignment reads
+# every candidate's), and an OpeningHours is immutable.
+@functools.lru_cache(maxsize=4096)
 def parse_opening_hours(text: str) -> OpeningHours:
     normalized = " ".join(text.split())
     if not normalized:
