@@ -1,14 +1,17 @@
-"""Workers flag tasks that are misleading or unethical. Enough independent reports hide the task
-until an admin restores or removes it; the client sees every report's reason and message."""
+"""Workers flag tasks that are misleading, unethical, unsafe or illegal. Enough independent
+reports hide the task until an admin restores or removes it; a single report of a severe reason
+(unsafe, illegal) puts the task in the admins' queue at once, flagged and first, without hiding
+it (one worker alone cannot pull a task). Admins see every report; the client sees every
+report's reason and message, never who reported."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
-from pydantic import BaseModel
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,6 +52,12 @@ class ReportedTask(BaseModel):
     campaign_id: uuid.UUID
     store_name: str
     status: TaskStatus
+    severe: bool = Field(
+        description="A report of a severe reason (unsafe, illegal) since the last decision"
+    )
+    awaiting_decision: bool = Field(
+        description="Hidden by reports, or severely reported: an admin restores or removes it"
+    )
     reports: list[TaskReportOut]
 
 
@@ -57,16 +66,32 @@ class ReportDecisionIn(Body):
     comment: Text
 
 
-# Reports count towards hiding until an admin restores the task; then it takes as many new ones.
-_REPORTS_SINCE_RESTORED = text(
-    """
-    SELECT count(*) FROM task_report
-    WHERE task_id = :id AND created_at > coalesce(
-        (SELECT max(at) FROM audit_event
-         WHERE object_type = 'task' AND object_id = :id AND action = 'task.restored'),
+# Reasons one report is enough to bring to an admin at once.
+SEVERE_REASONS = frozenset({"unsafe", "illegal"})
+
+# A task's reports since the last admin decision on it: they count towards hiding, and a severe
+# one among them awaits a decision. (A restored task takes as many new reports to hide again.)
+_SINCE_LAST_DECISION = """
+    r.created_at > coalesce(
+        (SELECT max(e.at) FROM audit_event e
+         WHERE e.object_type = 'task' AND e.object_id = r.task_id
+           AND e.action IN ('task.restored', 'task.removed')),
         '-infinity')
-    """
+"""
+
+_REPORTS_SINCE_RESTORED = text(
+    f"SELECT count(*) FROM task_report r WHERE r.task_id = :id AND {_SINCE_LAST_DECISION}"
 )
+
+# Severely reported since the last decision, and still one a worker may take.
+_SEVERE = f"""
+    t.status IN ('open', 'reserved') AND EXISTS (
+        SELECT 1 FROM task_report r
+        WHERE r.task_id = t.id AND r.reason_code = ANY (CAST(:severe AS text[]))
+          AND {_SINCE_LAST_DECISION})
+"""
+# What an admin decides: a task hidden by reports, or severely reported.
+_AWAITING_DECISION = f"(t.status = 'hidden' OR {_SEVERE})"
 
 _HIDE = text(
     """
@@ -138,23 +163,50 @@ async def report(
 
 
 async def reported_tasks(
-    session: AsyncSession, *, campaign_id: uuid.UUID | None, hidden_only: bool
+    session: AsyncSession,
+    *,
+    campaign_id: uuid.UUID | None = None,
+    task_id: uuid.UUID | None = None,
+    awaiting_decision: bool = False,
+    reason_code: str | None = None,
+    status: TaskStatus | None = None,
 ) -> list[ReportedTask]:
+    """Reported tasks with all their reports: the tasks awaiting a decision (severe first, then
+    the longest waiting), or every reported task, narrowed by the filters given."""
     rows = (
         await session.execute(
             text(
-                """
-                SELECT t.id AS task_id, t.campaign_id, st.name AS store_name,
-                       t.status::text AS status, r.reason_code, r.message, r.created_at
-                FROM task_report r JOIN task t ON t.id = r.task_id
-                JOIN store st ON st.id = t.store_id
-                WHERE (CAST(:campaign_id AS uuid) IS NULL OR t.campaign_id = :campaign_id)
-                  AND (NOT :hidden_only OR t.status = 'hidden')
-                ORDER BY t.id, r.created_at
+                f"""
+                WITH listed AS (
+                    SELECT t.id, t.campaign_id, t.store_id, t.status,
+                           {_SEVERE} AS severe, {_AWAITING_DECISION} AS awaiting
+                    FROM task t
+                    WHERE EXISTS (SELECT 1 FROM task_report r WHERE r.task_id = t.id
+                                  AND (CAST(:reason_code AS text) IS NULL
+                                       OR r.reason_code = :reason_code))
+                      AND (CAST(:campaign_id AS uuid) IS NULL OR t.campaign_id = :campaign_id)
+                      AND (CAST(:task_id AS uuid) IS NULL OR t.id = :task_id)
+                      AND (CAST(:status AS text) IS NULL OR t.status::text = :status)
+                )
+                SELECT l.id AS task_id, l.campaign_id, st.name AS store_name,
+                       l.status::text AS status, l.severe, l.awaiting,
+                       r.reason_code, r.message, r.created_at
+                FROM listed l JOIN task_report r ON r.task_id = l.id
+                JOIN store st ON st.id = l.store_id
+                WHERE l.awaiting OR NOT :awaiting_only
+                ORDER BY l.severe DESC,
+                         min(r.created_at) OVER (PARTITION BY l.id), l.id, r.created_at
                 LIMIT 5000
                 """
             ),
-            {"campaign_id": campaign_id, "hidden_only": hidden_only},
+            {
+                "campaign_id": campaign_id,
+                "task_id": task_id,
+                "awaiting_only": awaiting_decision,
+                "reason_code": reason_code,
+                "status": status.value if status is not None else None,
+                "severe": sorted(SEVERE_REASONS),
+            },
         )
     ).all()
     tasks: dict[uuid.UUID, ReportedTask] = {}
@@ -166,6 +218,8 @@ async def reported_tasks(
                 campaign_id=row.campaign_id,
                 store_name=row.store_name,
                 status=TaskStatus(row.status),
+                severe=row.severe,
+                awaiting_decision=row.awaiting,
                 reports=[],
             ),
         )
@@ -193,6 +247,20 @@ _RESTORE = text(
 )
 
 
+# Removed: cancelled, and a reservation still held on it released (the holder is told by the
+# reservation's state, as when a task is hidden).
+_REMOVE = text(
+    """
+    WITH removed AS (
+        UPDATE task SET status = 'cancelled', reserved_until = NULL, updated_at = now()
+        WHERE id = :task_id RETURNING id
+    )
+    UPDATE reservation SET state = 'released', ended_at = now()
+    WHERE task_id IN (SELECT id FROM removed) AND state = 'active'
+    """
+)
+
+
 async def decide(
     session: AsyncSession,
     *,
@@ -204,18 +272,20 @@ async def decide(
     task = await session.scalar(select(Task).where(Task.id == task_id).with_for_update())
     if task is None:
         raise NotFound("No such task.", code="task_not_found")
-    if task.status != TaskStatus.hidden:
+    reported = await reported_tasks(session, task_id=task.id)
+    if not reported or not reported[0].awaiting_decision:
         raise Conflict(
-            "Only a task hidden by reports awaits a decision.",
+            "Only a task hidden by reports, or reported as unsafe or illegal, awaits a decision.",
             code="not_hidden",
             status=task.status.value,
         )
     if body.outcome == "restore":
+        # A hidden task reopens while its campaign runs; a task that was never hidden stays as
+        # it is, and its reports are settled.
         if await session.scalar(_RESTORE, {"task_id": task.id}) == "open":
             await raise_alerts(session, [task.id], per_hour=settings.work.alerts_per_hour)
     else:
-        task.status = TaskStatus.cancelled
-    await session.flush()
+        await session.execute(_REMOVE, {"task_id": task.id})
     await audit.record(
         session,
         actor_id=admin.id,
@@ -224,8 +294,8 @@ async def decide(
         object_id=task.id,
         comment=body.comment,
     )
-    reported = await reported_tasks(session, campaign_id=task.campaign_id, hidden_only=False)
-    return next(t for t in reported if t.task_id == task.id)
+    (decided,) = await reported_tasks(session, task_id=task.id)
+    return decided
 
 
 @router.post("/v1/tasks/{task_id}/reports", status_code=201)
@@ -248,13 +318,35 @@ async def campaign_reports_route(
     """Reports on your campaign's tasks: each reason and message (reporters stay anonymous),
     and whether the task is hidden pending an admin's decision."""
     await own_campaign(session, client=client, campaign_id=campaign_id)
-    return await reported_tasks(session, campaign_id=campaign_id, hidden_only=False)
+    return await reported_tasks(session, campaign_id=campaign_id)
 
 
 @router.get("/v1/task-reports")
-async def hidden_tasks_route(admin: CurrentAdmin, session: SessionDep) -> list[ReportedTask]:
-    """Tasks hidden by reports, awaiting a decision."""
-    return await reported_tasks(session, campaign_id=None, hidden_only=True)
+async def reported_tasks_route(
+    admin: CurrentAdmin,
+    session: SessionDep,
+    awaiting_decision: Annotated[
+        bool,
+        Query(description="Only the tasks awaiting a decision (the default), or every one"),
+    ] = True,
+    reason_code: Annotated[
+        str | None, Query(max_length=64, description="Only tasks with a report of this reason")
+    ] = None,
+    status: TaskStatus | None = None,
+    campaign_id: uuid.UUID | None = None,
+) -> list[ReportedTask]:
+    """Reported tasks, with every report. By default the admins' queue: tasks hidden by
+    reports and tasks reported as unsafe or illegal (severe: one report is enough), severe
+    first, then the longest waiting. `awaiting_decision=false` lists every reported task."""
+    if reason_code is not None:
+        require_code("task_report", reason_code)
+    return await reported_tasks(
+        session,
+        campaign_id=campaign_id,
+        awaiting_decision=awaiting_decision,
+        reason_code=reason_code,
+        status=status,
+    )
 
 
 @router.post("/v1/tasks/{task_id}/reports/decision")
@@ -265,5 +357,7 @@ async def decide_route(
     session: SessionDep,
     settings: SettingsDep,
 ) -> ReportedTask:
-    """Restore a hidden task (it reopens while its campaign runs) or remove it."""
+    """Decide on a task awaiting a decision: restore it (a hidden task reopens while its
+    campaign runs; its reports count afresh) or remove it (cancelled, any reservation on it
+    released)."""
     return await decide(session, task_id=task_id, admin=admin, body=body, settings=settings)

@@ -55,7 +55,7 @@ function suspensionsSection(suspensions, me) {
 function reportsSection(reported) {
   const rows = reported.map((t) => h("tr", {},
     h("th", { scope: "row" }, t.store_name, h("br"), h("code", { class: "hint" }, t.task_id)),
-    h("td", {}, label(t.status)),
+    h("td", {}, label(t.status), t.severe ? h("strong", {}, " · severe: decide now") : ""),
     h("td", {}, h("ul", {}, t.reports.map((r) => h("li", {}, h("code", {}, r.reason_code), `: ${r.message} (${when(r.created_at)})`)))),
     h("td", {}, decisionForm(`task-${t.task_id}`, `Decide the reports on the task at ${t.store_name}`, [["restore", "Restore the task"], ["remove", "Remove it"]],
       async (outcome, comment) => {
@@ -63,10 +63,11 @@ function reportsSection(reported) {
         notify(`Task ${outcome === "restore" ? "restored" : "removed"}.`, "success");
       }))));
   return h("section", { class: "panel", "aria-labelledby": "reports-title" },
-    h("h2", { id: "reports-title" }, "Tasks hidden by reports"),
+    h("h2", { id: "reports-title" }, "Reported tasks awaiting a decision"),
+    h("p", { class: "hint" }, "Tasks hidden by reports, and tasks reported as unsafe or illegal (one report is enough), severe first."),
     reported.length
-      ? table("Hidden tasks awaiting a decision", ["Task", "Status", "Reports", "Decision"], rows, "task-reports")
-      : h("p", {}, "No task is hidden by reports."));
+      ? table("Reported tasks awaiting a decision", ["Task", "Status", "Reports", "Decision"], rows, "task-reports")
+      : h("p", {}, "No reported task awaits a decision."));
 }
 
 function payoutSection() {
