@@ -218,13 +218,17 @@ async def _previous_submission(
                 func.ST_Y(func.geometry(Submission.device_location)),
                 func.ST_X(func.geometry(Submission.device_location)),
                 Submission.device_fixed_at,
+                Submission.created_at,
             )
             .where(Submission.worker_id == worker_id)
-            .order_by(Submission.device_fixed_at.desc())
+            # The latest received, by the server's clock: a phone's clock cannot reorder them.
+            .order_by(Submission.created_at.desc(), Submission.id.desc())
             .limit(1)
         )
     ).first()
-    return PreviousSubmission(lat=row[0], lon=row[1], at=row[2]) if row else None
+    if row is None or row[0] is None:  # none, or its position erased after the retention period
+        return None
+    return PreviousSubmission(lat=row[0], lon=row[1], fixed_at=row[2], received_at=row[3])
 
 
 def _decided_by(submission: Submission, role: Role | None) -> str | None:
@@ -399,6 +403,8 @@ async def submit(
         photos=await _photo_positions(session, photos),
         min_photos=min_photos,
         max_photos=max_photos,
+        # The transaction's time, which the submission's created_at will also be.
+        received_at=await session.scalar(select(func.now())),
         previous=await _previous_submission(session, worker.id),
         thresholds=settings.checks.thresholds(),
     )

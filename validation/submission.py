@@ -9,8 +9,12 @@ Check codes and outcomes:
   missing, or poorer than the limit.
 - ``device.exif_consistency``: warn when a photo's EXIF position is farther from the device fix
   than the tolerance; omitted when no photo has a GPS position.
+- ``device.fix_time``: warn when the fix's own time is implausible against the server's clock
+  when the submission arrived: later than that by more than the clock skew, or older than the
+  fix age limit. The phone's clock is the worker's to set, so such a time is not used.
 - ``travel.speed``: warn when reaching this store from the previous submission implies an
-  impossible speed; omitted for a worker's first submission.
+  impossible speed; omitted for a worker's first submission. Each end is timed by its fix when
+  that time is plausible, else by when the server received it.
 - ``photos.count``: fail outside the campaign's minimum and maximum number of photos.
 """
 
@@ -43,7 +47,8 @@ class DeviceFix:
 class PreviousSubmission:
     lat: float
     lon: float
-    at: datetime
+    fixed_at: datetime  # as the phone said
+    received_at: datetime  # by the server's clock
 
 
 class PhotoPosition(Protocol):
@@ -67,6 +72,7 @@ class SubmissionContext:
     photos: Sequence[PhotoPosition]
     min_photos: int
     max_photos: int
+    received_at: datetime  # the server's clock when the submission arrived
     previous: PreviousSubmission | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
 
@@ -88,8 +94,9 @@ def submission_checks(ctx: SubmissionContext) -> list[Check]:
     consistency = _exif_consistency_check(device, ctx.photos, limits)
     if consistency is not None:
         checks.append(consistency)
+    checks.append(_fix_time_check(device.fixed_at, ctx.received_at, limits))
     if ctx.previous is not None:
-        checks.append(_travel_check(ctx.previous, device, limits))
+        checks.append(_travel_check(ctx.previous, device, ctx.received_at, limits))
     checks.append(_count_check(len(ctx.photos), ctx.min_photos, ctx.max_photos))
     return checks
 
@@ -176,9 +183,60 @@ def _exif_consistency_check(
     )
 
 
-def _travel_check(previous: PreviousSubmission, device: DeviceFix, limits: Thresholds) -> Check:
+def fix_age_s(fixed_at: datetime, received_at: datetime) -> float:
+    """How long before the server received it the fix was taken (negative: dated later)."""
+    return (received_at - fixed_at).total_seconds()
+
+
+def plausible_fix_time(fixed_at: datetime, received_at: datetime, limits: Thresholds) -> bool:
+    age = fix_age_s(fixed_at, received_at)
+    return -limits.clock_skew_s <= age <= limits.device_fix_max_age_s
+
+
+def position_time(fixed_at: datetime, received_at: datetime, limits: Thresholds) -> datetime:
+    """When the worker stood at the fix: its own time when plausible, else the server's."""
+    return fixed_at if plausible_fix_time(fixed_at, received_at, limits) else received_at
+
+
+def _fix_time_check(fixed_at: datetime, received_at: datetime, limits: Thresholds) -> Check:
+    age = fix_age_s(fixed_at, received_at)
+    skew, max_age = limits.clock_skew_s, limits.device_fix_max_age_s
+    threshold = f"{-skew:g} to {max_age:g}"
+    if age < -skew:
+        outcome: Outcome = "warn"
+        message = (
+            f"Your phone dated its location fix {format_duration(-age)} after the server "
+            f"received it (at most {format_duration(skew)} of clock difference is possible); "
+            "a reviewer will check the visit, and the server's time is used instead."
+        )
+    elif age > max_age:
+        outcome = "warn"
+        message = (
+            f"Your phone's location fix was {format_duration(age)} old when the server received "
+            f"it (at most {format_duration(max_age)}); a reviewer will check the visit, and the "
+            "server's time is used instead."
+        )
+    else:
+        outcome = "pass"
+        message = "The location fix is dated when you submitted."
+    return Check(
+        code="device.fix_time",
+        outcome=outcome,
+        value=round(age, 1),
+        threshold=threshold,
+        unit="s",
+        message=message,
+    )
+
+
+def _travel_check(
+    previous: PreviousSubmission, device: DeviceFix, received_at: datetime, limits: Thresholds
+) -> Check:
     distance = geodesic_m(previous.lat, previous.lon, device.lat, device.lon)
-    elapsed_s = (device.fixed_at - previous.at).total_seconds()
+    elapsed_s = (
+        position_time(device.fixed_at, received_at, limits)
+        - position_time(previous.fixed_at, previous.received_at, limits)
+    ).total_seconds()
     limit = limits.max_travel_speed_kmh
     speed = distance / elapsed_s * 3.6 if elapsed_s > 0 else None
     # Jumps within GPS noise are not travel, however short the interval.

@@ -16,8 +16,14 @@ class Thresholds:
     # photos of the same visit, and stops photos reused from an earlier visit.
     freshness_s: float = 30 * 60
     # Phone clocks follow network time to within seconds; two minutes absorbs a camera clock that
-    # drifted, a GPS time stamp rounded to the fix, and our own server clock.
+    # drifted, a GPS time stamp rounded to the fix, and our own server clock. It is also how far
+    # past the server's receipt a device fix may be dated: nothing is received before it happens.
     clock_skew_s: float = 2 * 60
+    # The app takes the device fix when the worker submits; a fix cached by the OS or a
+    # submission queued offline (no signal in the aisle) arrives later. Half an hour, as for
+    # photo freshness, covers that; an older fix no longer says where the worker was on
+    # submitting, nor when they got there, so travel speed is then timed by the server's clock.
+    device_fix_max_age_s: float = 30 * 60
     # Shelf photos must let a reviewer read price tags. Every phone camera of the last decade
     # shoots at least 1080 px on the short side, and an app that downsizes to 1600x1200 for
     # upload still passes.

@@ -168,6 +168,7 @@ async def test_export_holds_everything_about_the_worker_and_nothing_of_others(ht
         "device.mock",
         "device.accuracy",
         "device.exif_consistency",
+        "device.fix_time",
         "photos.count",
     }
     assert submission["device_lat"] == pytest.approx(work.fix["lat"], abs=1e-9)

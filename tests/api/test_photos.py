@@ -135,6 +135,7 @@ async def test_a_good_photo_passes_and_the_submission_is_accepted(http, factory,
         "device.mock",
         "device.accuracy",
         "device.exif_consistency",
+        "device.fix_time",
         "photos.count",
     }
     per_photo = outcomes([c for c in submission["report"] if c["photo_id"] == photo_id])

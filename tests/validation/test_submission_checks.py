@@ -44,6 +44,11 @@ def device_at(
     return DeviceFix(lat=lat, lon=lon, accuracy_m=accuracy_m, fixed_at=NOW, is_mock=is_mock)
 
 
+def previous_at(lat: float, lon: float, at: datetime) -> PreviousSubmission:
+    """A previous submission whose fix was dated when the server received it."""
+    return PreviousSubmission(lat=lat, lon=lon, fixed_at=at, received_at=at)
+
+
 def run(
     device: DeviceFix,
     photos: list[PhotoFacts] | None = None,
@@ -51,6 +56,7 @@ def run(
     previous: PreviousSubmission | None = None,
     min_photos: int = 1,
     max_photos: int = 3,
+    received_at: datetime = NOW,
 ) -> dict[str, Check]:
     ctx = SubmissionContext(
         device=device,
@@ -60,6 +66,7 @@ def run(
         photos=photos if photos is not None else [photo_at(20)],
         min_photos=min_photos,
         max_photos=max_photos,
+        received_at=received_at,
         previous=previous,
     )
     checks = submission_checks(ctx)
@@ -67,13 +74,14 @@ def run(
 
 
 def test_honest_submission_passes():
-    previous = PreviousSubmission(lat=48.8738, lon=2.2950, at=NOW - timedelta(hours=1))
+    previous = previous_at(48.8738, 2.2950, NOW - timedelta(hours=1))
     checks = run(device_at(30), [photo_at(20), photo_at(40, seed=1)], previous=previous)
     assert list(checks) == [
         "device.geofence",
         "device.mock",
         "device.accuracy",
         "device.exif_consistency",
+        "device.fix_time",
         "travel.speed",
         "photos.count",
     ]
@@ -137,7 +145,7 @@ def test_consistency_is_skipped_when_no_photo_has_gps():
 
 
 def test_impossible_travel_goes_to_review():
-    previous = PreviousSubmission(lat=LYON[0], lon=LYON[1], at=NOW - timedelta(minutes=30))
+    previous = previous_at(LYON[0], LYON[1], NOW - timedelta(minutes=30))
     check = run(device_at(10), previous=previous)["travel.speed"]
     assert check.outcome == "warn"
     assert check.value == pytest.approx(785.3, abs=0.1)
@@ -149,7 +157,7 @@ def test_impossible_travel_goes_to_review():
 
 
 def test_plausible_travel_passes():
-    previous = PreviousSubmission(lat=LYON[0], lon=LYON[1], at=NOW - timedelta(hours=3))
+    previous = previous_at(LYON[0], LYON[1], NOW - timedelta(hours=3))
     check = run(device_at(10), previous=previous)["travel.speed"]
     assert check.outcome == "pass"
     assert check.value == pytest.approx(130.9, abs=0.2)
@@ -157,18 +165,88 @@ def test_plausible_travel_passes():
 
 def test_gps_jitter_between_close_submissions_is_not_travel():
     lat, lon = point_at(*STORE, 150, bearing=180)
-    previous = PreviousSubmission(lat=lat, lon=lon, at=NOW - timedelta(seconds=2))
+    previous = previous_at(lat, lon, NOW - timedelta(seconds=2))
     assert run(device_at(0), previous=previous)["travel.speed"].outcome == "pass"
 
 
 def test_far_jump_at_the_same_instant_goes_to_review():
-    previous = PreviousSubmission(lat=LYON[0], lon=LYON[1], at=NOW)
+    previous = previous_at(LYON[0], LYON[1], NOW)
     check = run(device_at(10), previous=previous)["travel.speed"]
     assert (check.outcome, check.value) == ("warn", None)
 
 
 def test_first_submission_has_no_travel_check():
     assert "travel.speed" not in run(device_at(10))
+
+
+def fixed(device: DeviceFix, at: datetime) -> DeviceFix:
+    return DeviceFix(device.lat, device.lon, device.accuracy_m, at, device.is_mock)
+
+
+# 2.2 km south of the store: a jump nobody makes in 30 seconds.
+SOUTH = point_at(*STORE, 2200, bearing=180)
+
+
+def test_a_fix_dated_in_the_future_is_flagged_and_does_not_hide_a_jump():
+    # The phone dates its fix three hours ahead, 30 s after a submission 2.2 km away: by the
+    # fix time that is 1 km/h; by the server's clock, 264 km/h.
+    previous = previous_at(*SOUTH, NOW - timedelta(seconds=30))
+    checks = run(fixed(device_at(0), NOW + timedelta(hours=3)), previous=previous)
+    fix_time, travel = checks["device.fix_time"], checks["travel.speed"]
+    assert (fix_time.outcome, fix_time.value, fix_time.threshold, fix_time.unit) == (
+        "warn",
+        -10800.0,
+        "-120 to 1800",
+        "s",
+    )
+    assert fix_time.message == (
+        "Your phone dated its location fix 3 h after the server received it (at most 2 min of "
+        "clock difference is possible); a reviewer will check the visit, and the server's time "
+        "is used instead."
+    )
+    assert (travel.outcome, travel.value) == ("warn", 264.0)
+    assert travel.message == (
+        "Travelled 2.2 km in 30 s (264 km/h) since your previous submission; "
+        "at most 200 km/h is possible."
+    )
+    assert verdict(checks.values()) == "needs_review"
+
+
+def test_a_future_fix_does_not_poison_the_next_travel_check():
+    # The previous submission's fix was dated three hours ahead of its receipt; ten minutes
+    # later the worker submits 2.2 km away (13.2 km/h, a bike ride), with an honest fix.
+    received = NOW - timedelta(minutes=10)
+    previous = PreviousSubmission(
+        lat=SOUTH[0], lon=SOUTH[1], fixed_at=received + timedelta(hours=3), received_at=received
+    )
+    checks = run(device_at(0), previous=previous)
+    assert checks["device.fix_time"].outcome == "pass"
+    travel = checks["travel.speed"]
+    assert (travel.outcome, travel.value) == ("pass", 13.2)
+    assert travel.message == "Travelled 2.2 km in 10 min (13 km/h) since your previous submission."
+
+
+def test_a_stale_fix_is_flagged_and_travel_is_timed_by_the_server():
+    # A fix two hours old: by its time the jump from a submission 5 minutes ago would be
+    # "before" it; by the server's clock, 2.2 km in 5 minutes is 26.4 km/h.
+    previous = previous_at(*SOUTH, NOW - timedelta(minutes=5))
+    checks = run(fixed(device_at(0), NOW - timedelta(hours=2)), previous=previous)
+    fix_time, travel = checks["device.fix_time"], checks["travel.speed"]
+    assert (fix_time.outcome, fix_time.value) == ("warn", 7200.0)
+    assert fix_time.message.startswith(
+        "Your phone's location fix was 2 h old when the server received it (at most 30 min)"
+    )
+    assert (travel.outcome, travel.value) == ("pass", 26.4)
+
+
+@pytest.mark.parametrize(
+    ("age_s", "outcome"),
+    [(-121, "warn"), (-120, "pass"), (0, "pass"), (1800, "pass"), (1801, "warn")],
+)
+def test_fix_time_bounds(age_s: int, outcome: str):
+    device = fixed(device_at(0), NOW - timedelta(seconds=age_s))
+    check = run(device)["device.fix_time"]
+    assert (check.outcome, check.value) == (outcome, float(age_s))
 
 
 @pytest.mark.parametrize(
