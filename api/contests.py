@@ -1,13 +1,14 @@
 """What the two parties may do about a decision: the client accepts or disputes accepted work
-within the acceptance window; the worker appeals a rejection, once, within the appeal window.
-Neither contest decides anything by itself: a reviewer does (or the clock, for the worker)."""
+within the acceptance window; the worker appeals a rejection, once, within the appeal window,
+or waives the appeal to hand the task back at once. Neither contest decides anything by
+itself: a reviewer does (or the clock, for the worker)."""
 
 from __future__ import annotations
 
 import uuid
 
 from fastapi import APIRouter
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import audit, outbox
@@ -21,8 +22,10 @@ from api.settlement import (
     AWAITING_CLIENT,
     Decision,
     before,
+    final_because,
     lock_submission,
     refuse_unless,
+    reopen_task,
     settle,
 )
 from api.submissions import SubmissionOut, submission_out
@@ -136,6 +139,30 @@ async def dispute(
     return disputed
 
 
+async def _lock_own_rejection(
+    session: AsyncSession, submission_id: uuid.UUID, worker: User, settings: Settings
+) -> tuple[Submission, str | None]:
+    """The worker's submission, locked, with why its rejection is final (None: it is not)."""
+    submission = await lock_submission(session, submission_id)
+    if submission.worker_id != worker.id:
+        raise NotFound("No such submission.", code="submission_not_found")
+    if await session.scalar(select(Appeal.id).where(Appeal.submission_id == submission.id)):
+        raise Conflict("This submission was already appealed.", code="already_appealed")
+    refuse_unless(submission, (SubmissionStatus.rejected,))
+    return submission, await final_because(session, submission, settings)
+
+
+def _refuse_final(because: str | None, settings: Settings) -> None:
+    if because == "appeal_waived":
+        raise Conflict("You accepted this rejection; it can no longer be appealed.", code=because)
+    if because is not None:
+        days = settings.review.appeal_window_days
+        raise Conflict(
+            f"Appeals are possible for {days} days after the rejection.",
+            code="appeal_window_closed",
+        )
+
+
 async def appeal(
     session: AsyncSession,
     *,
@@ -144,18 +171,8 @@ async def appeal(
     message: str,
     settings: Settings,
 ) -> Submission:
-    submission = await lock_submission(session, submission_id)
-    if submission.worker_id != worker.id:
-        raise NotFound("No such submission.", code="submission_not_found")
-    if await session.scalar(select(Appeal.id).where(Appeal.submission_id == submission.id)):
-        raise Conflict("This submission was already appealed.", code="already_appealed")
-    refuse_unless(submission, (SubmissionStatus.rejected,))
-    days = settings.review.appeal_window_days
-    if submission.decided_at is None or not await before(session, submission.decided_at, days * 24):
-        raise Conflict(
-            f"Appeals are possible for {days} days after the rejection.",
-            code="appeal_window_closed",
-        )
+    submission, because = await _lock_own_rejection(session, submission_id, worker, settings)
+    _refuse_final(because, settings)
     appeal = Appeal(
         submission_id=submission.id,
         worker_id=worker.id,
@@ -171,6 +188,30 @@ async def appeal(
         action="submission.appealed",
         message=message,
     )
+
+
+async def waive_appeal(
+    session: AsyncSession, *, submission_id: uuid.UUID, worker: User, settings: Settings
+) -> Submission:
+    """The worker accepts the rejection: it becomes final, and the task held for the appeal
+    goes back to the pool now (the worker may take it again). Repeating it changes nothing."""
+    submission, because = await _lock_own_rejection(session, submission_id, worker, settings)
+    if because == "appeal_waived":
+        return submission
+    _refuse_final(because, settings)
+    submission.appeal_waived_at = func.now()
+    await session.flush()
+    await session.refresh(submission)
+    await reopen_task(session, submission, settings)
+    await audit.record(
+        session,
+        actor_id=worker.id,
+        subject_id=worker.id,
+        action="submission.appeal_waived",
+        object_type="submission",
+        object_id=submission.id,
+    )
+    return submission
 
 
 @router.post("/v1/submissions/{submission_id}/accept")
@@ -216,5 +257,20 @@ async def appeal_route(
         worker=worker,
         message=body.message,
         settings=settings,
+    )
+    return await submission_out(session, submission, settings)
+
+
+@router.post("/v1/submissions/{submission_id}/waive-appeal")
+async def waive_appeal_route(
+    submission_id: uuid.UUID,
+    worker: WorkerEvenSuspended,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> SubmissionOut:
+    """Accept a rejection instead of appealing it: the task, held for the appeal window, goes
+    back to the pool at once (to take again, if you wish). It cannot be undone."""
+    submission = await waive_appeal(
+        session, submission_id=submission_id, worker=worker, settings=settings
     )
     return await submission_out(session, submission, settings)

@@ -1,5 +1,6 @@
 """What the clock does, every sweep interval, in its own transactions: expire overdue
-reservations, settle what waited too long in the worker's favour, and erase positions past
+reservations, settle what waited too long in the worker's favour (work, appeals, disputes,
+suspension appeals), hand back tasks whose rejection became final, and erase positions past
 their retention period; less often, remove uploads nothing references."""
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ import asyncio
 import logging
 import math
 import time
+from datetime import datetime
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.me import purge_positions
 from api.observability import Metrics
@@ -17,10 +19,24 @@ from api.rate_limits import forget_old_windows
 from api.reconcile import reconcile_uploads
 from api.reservations import sweep
 from api.settings import Settings
-from api.settlement import settle_overdue
+from api.settlement import reopen_final_rejections, settle_overdue
+from api.suspensions import lift_overdue
 from storage import ObjectStore
 
 log = logging.getLogger("terrain.housekeeping")
+
+
+async def settle_by_the_clock(
+    session: AsyncSession, settings: Settings, *, now: datetime | None = None
+) -> dict[str, int]:
+    """Every decision the clock takes as of ``now`` (the database's clock when None), each in
+    the worker's favour; the tasks of rejections that became final are handed back after the
+    appeals settled, so a reversed rejection never lets its task go."""
+    return {
+        "submissions_settled": await settle_overdue(session, settings, now=now),
+        "tasks_reopened": await reopen_final_rejections(session, settings, now=now),
+        "suspensions_lifted": await lift_overdue(session, now=now),
+    }
 
 
 async def sweep_once(
@@ -33,9 +49,14 @@ async def sweep_once(
     if any(counts):
         log.info("sweep: %d reservations expired, %d tasks reopened, %d tasks expired", *counts)
     async with sessionmaker() as session, session.begin():
-        settled = await settle_overdue(session, settings)
-    if settled:
-        log.info("sweep: %d submissions settled by the clock", settled)
+        clock = await settle_by_the_clock(session, settings)
+    settled = clock["submissions_settled"]
+    if any(clock.values()):
+        log.info(
+            "sweep: %d submissions settled by the clock, %d tasks back after a final "
+            "rejection, %d suspensions lifted (appeal not decided in time)",
+            *clock.values(),
+        )
     async with sessionmaker() as session, session.begin():
         purged = await purge_positions(session, days=settings.review.position_retention_days)
         await forget_old_windows(session)
@@ -43,7 +64,9 @@ async def sweep_once(
         log.info("sweep: positions erased from %d submissions and %d photos", *purged)
     return (
         f"{counts[0]} reservations expired, {counts[1]} tasks reopened, {counts[2]} tasks "
-        f"expired, {settled} submissions settled by the clock, positions erased from "
+        f"expired, {settled} submissions settled by the clock, {clock['tasks_reopened']} tasks "
+        f"back after a final rejection, {clock['suspensions_lifted']} suspensions lifted, "
+        f"positions erased from "
         f"{purged[0]} submissions and {purged[1]} photos"
     )
 

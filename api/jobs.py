@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from api.db import make_engine, make_sessionmaker
+from api.housekeeping import settle_by_the_clock
 from api.me import purge_positions as purge_old_positions
 from api.models import Photo, PhotoState, Submission
 from api.object_store import build_object_store
@@ -46,7 +47,6 @@ from api.reconcile import reconcile_uploads as reconcile_store
 from api.reservations import sweep
 from api.results import VISIBLE_STATUSES, write_sanitized_copy
 from api.settings import DatabaseSettings, Settings
-from api.settlement import settle_overdue as settle_overdue_work
 from api.webhook_delivery import deliver_due
 from storage import ObjectMissing, ObjectStore, ObjectTooLarge
 from validation import UnreadablePhoto
@@ -127,8 +127,7 @@ async def expire_reservations_at(res: Resources, now: datetime) -> dict[str, int
 
 async def settle_overdue_at(res: Resources, now: datetime) -> dict[str, int]:
     async with res.sessionmaker() as session, session.begin():
-        settled = await settle_overdue_work(session, res.settings, now=now)
-    done = {"submissions_settled": settled}
+        done = await settle_by_the_clock(session, res.settings, now=now)
     _log("settle_overdue", now, done)
     return done
 

@@ -263,6 +263,8 @@ class Task(Base):
             "reserved_until",
             postgresql_where=text("status = 'reserved'"),
         ),
+        # Tasks held by a rejection that may still be reversed (migration 0014).
+        Index("ix_task_rejected_ends_at", "ends_at", postgresql_where=text("status = 'rejected'")),
     )
 
 
@@ -412,6 +414,8 @@ class Submission(Base):
     claim_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The JSON answered when it was created: a replay with the same key returns these bytes.
     first_answer: Mapped[str | None] = mapped_column(Text)
+    # The worker accepted the rejection: no appeal, and the task goes back to the pool at once.
+    appeal_waived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         UniqueConstraint("worker_id", "idempotency_key", name="uq_submission_worker_key"),
@@ -499,6 +503,11 @@ class LedgerEntry(Base):
     Entries of one submission form a chain numbered 1, 2, 3...: odd entries earn, even ones
     reverse the one before, and each entry after the first must follow an existing one. So a
     submission's net credit is its reward or nothing, however decisions race.
+
+    The entries of all submissions of one task form a chain too (``task_seq``, numbered by a
+    trigger on insert, whatever the writer supplies; migration 0014): odd positions earn, even
+    ones reverse, each position taken once. So a task's net credit is its reward or nothing:
+    a second submission is credited only once the first one's credit was reversed.
     """
 
     __tablename__ = "ledger_entry"
@@ -515,6 +524,11 @@ class LedgerEntry(Base):
     prev_seq: Mapped[int | None] = mapped_column(
         Integer, Computed("CASE WHEN seq > 1 THEN seq - 1 END", persisted=True)
     )
+    # Filled by the database from the submission, never written here.
+    task_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("task.id", ondelete="RESTRICT"), server_default=FetchedValue()
+    )
+    task_seq: Mapped[int | None] = mapped_column(Integer, server_default=FetchedValue())
     payout_batch_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("payout_batch.id", ondelete="RESTRICT")
     )
@@ -525,6 +539,7 @@ class LedgerEntry(Base):
 
     __table_args__ = (
         UniqueConstraint("submission_id", "seq", name="uq_ledger_entry_submission_seq"),
+        UniqueConstraint("task_id", "task_seq", name="uq_ledger_entry_task_seq"),
         UniqueConstraint(
             "payout_batch_id", "worker_id", "currency", name="uq_ledger_entry_batch_worker"
         ),
@@ -541,6 +556,14 @@ class LedgerEntry(Base):
             name="payout_or_submission",
         ),
         CheckConstraint("kind = 'payout' OR (kind = 'earned') = (seq % 2 = 1)", name="alternates"),
+        CheckConstraint(
+            "(submission_id IS NULL) = (task_id IS NULL) "
+            "AND (task_id IS NULL) = (task_seq IS NULL)",
+            name="on_task_unless_payout",
+        ),
+        CheckConstraint(
+            "task_seq IS NULL OR (kind = 'earned') = (task_seq % 2 = 1)", name="alternates_on_task"
+        ),
         CheckConstraint("(kind = 'earned') = (amount_cents > 0)", name="sign_by_kind"),
         CheckConstraint("amount_cents <> 0", name="amount_nonzero"),
         {"info": {"append_only": True}},
@@ -565,9 +588,16 @@ class Suspension(Base):
     appeal_comment: Mapped[str | None] = mapped_column(Text)
     appeal_decided_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user.id"))
     appeal_decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set with the appeal: undecided by then, the suspension is lifted (migration 0014).
+    appeal_decide_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index("ix_suspension_user_id_created_at", "user_id", "created_at"),
+        Index(
+            "ix_suspension_appeal_decide_by",
+            "appeal_decide_by",
+            postgresql_where=text("appeal_outcome IS NULL AND lifted_at IS NULL"),
+        ),
         # At most one suspension in force per user.
         Index(
             "uq_suspension_in_force",
@@ -582,6 +612,9 @@ class Suspension(Base):
         CheckConstraint("appeal_outcome IN ('lifted', 'upheld')", name="appeal_outcome_known"),
         CheckConstraint(
             "appeal_outcome IS NULL OR appealed_at IS NOT NULL", name="decided_after_appeal"
+        ),
+        CheckConstraint(
+            "(appealed_at IS NULL) = (appeal_decide_by IS NULL)", name="appeal_has_deadline"
         ),
     )
 

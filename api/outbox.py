@@ -164,9 +164,10 @@ async def emit_decision(session: AsyncSession, submission_id: uuid.UUID, *, appr
 
 # A campaign is complete when none of its tasks is open, reserved, submitted or hidden (every
 # one approved, rejected for good, expired or cancelled) and none of its submissions awaits a
-# decision (the client's acceptance, a review, an appeal, a dispute). Only a decision can
-# complete it, and ``campaign.completed`` is sent once: a later dispute or appeal of its work
-# sends its own task events, not a second completion.
+# decision (the client's acceptance, a review, an appeal, a dispute); a rejected task of a
+# running campaign is held for the appeal, then goes back to the pool: not done yet. Only a
+# decision can complete it, and ``campaign.completed`` is sent once: a later dispute or appeal
+# of its work sends its own task events, not a second completion.
 _COMPLETED_CAMPAIGN = text(
     """
     SELECT c.id, c.name, c.purpose, c.organization_id,
@@ -177,7 +178,9 @@ _COMPLETED_CAMPAIGN = text(
     WHERE c.id = (SELECT t.campaign_id FROM submission s JOIN task t ON t.id = s.task_id
                   WHERE s.id = :submission_id)
       AND NOT EXISTS (SELECT 1 FROM task t WHERE t.campaign_id = c.id
-                      AND t.status IN ('open', 'reserved', 'submitted', 'hidden'))
+                      AND (t.status IN ('open', 'reserved', 'submitted', 'hidden')
+                           OR (t.status = 'rejected' AND c.status = 'active'
+                               AND t.ends_at > now())))
       AND NOT EXISTS (SELECT 1 FROM task t JOIN submission s ON s.task_id = t.id
                       WHERE t.campaign_id = c.id AND s.status IN
                         ('pending_acceptance', 'needs_review', 'disputed', 'appealed'))

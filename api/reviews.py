@@ -25,6 +25,7 @@ from api.settlement import (
     Decision,
     before,
     deadline,
+    final_because,
     lock_submission,
     refuse_unless,
     settle,
@@ -319,6 +320,16 @@ async def review(
     approve = body.decision == "approve"
     refuse_unless(submission, REVIEWABLE if approve else REJECTABLE)
     await _refuse_own_rejection(session, submission, reviewer)
+    if submission.status == SubmissionStatus.rejected:
+        # Overturned only while the worker could still appeal it: once final, its task may
+        # have been done again, and one task is paid once.
+        because = await final_because(session, submission, settings)
+        if because is not None:
+            raise Conflict(
+                "This rejection is final; it can no longer be overturned.",
+                code="rejection_final",
+                because=because,
+            )
     reason_code = None if approve else require_code("rejection", body.reason_code)
     contested = submission.status in (SubmissionStatus.disputed, SubmissionStatus.appealed)
     if (not approve or contested) and not body.comment:

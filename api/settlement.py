@@ -6,18 +6,26 @@ dispute it answers, mirrors the outcome on the task and writes the audit event. 
 decides (a reviewer, the client, the auto-approval sweep), the path is the same, so racing
 deciders leave exactly one outcome: the second finds the state already moved and is refused.
 
-The ledger is the backstop: a submission's entries are a chain in which odd entries earn and
-even ones reverse the one before (database constraints), so its net credit is its reward or
-nothing, whatever the application does.
+A rejected task is held, out of everyone's reach, while the rejection may still be reversed
+(it can be appealed, or an appeal awaits its decision). Reversed, the task is approved and paid
+once. Final (the appeal window closed unappealed, the worker waived the appeal, or the appeal
+was upheld), the task goes back to the pool while its campaign runs, and the rejection can no
+longer be reversed. So no task is ever done twice for one answer.
+
+The ledger is the backstop: a submission's entries, and all the entries of one task, are
+chains in which odd entries earn and even ones reverse the one before (database constraints),
+so a task's net credit is its reward or nothing, whatever the application does.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import audit, outbox
@@ -25,6 +33,8 @@ from api.alerts import raise_alerts
 from api.errors import Conflict, NotFound
 from api.models import Appeal, Dispute, Submission, SubmissionStatus
 from api.settings import Settings
+
+log = logging.getLogger("terrain.settlement")
 
 # Who may move a submission out of each state.
 REJECTABLE = (SubmissionStatus.needs_review, SubmissionStatus.disputed, SubmissionStatus.appealed)
@@ -84,29 +94,36 @@ _REVERSE = text(
     """
 )
 
-# The task shows the outcome of its latest submission. A rejected task returns to the pool
-# while its campaign runs, so the client still gets its shelf checked.
+# The task shows the outcome of its latest submission (see the module's docstring).
+_LATEST = """NOT EXISTS (SELECT 1 FROM submission later
+                        WHERE later.task_id = task.id AND later.created_at > :created_at)"""
+# Approved from where its submission left it: submitted, held by the rejection being
+# reversed, or already approved (a dismissed dispute). Anything else means the task was
+# offered again, and the approval must not stand.
 _TASK_APPROVED = text(
-    """
+    f"""
     UPDATE task SET status = 'approved', updated_at = now()
-    WHERE id = :task_id AND status IN ('submitted', 'rejected')
-      AND NOT EXISTS (SELECT 1 FROM submission later
-                      WHERE later.task_id = task.id AND later.created_at > :created_at)
+    WHERE id = :task_id AND status IN ('submitted', 'rejected', 'approved') AND {_LATEST}
+    RETURNING id
     """
 )
-_TASK_REJECTED = text(
+_TASK_HELD = text(
+    f"""
+    UPDATE task SET status = 'rejected', updated_at = now()
+    WHERE id = :task_id AND status IN ('submitted', 'approved') AND {_LATEST}
     """
-    UPDATE task SET updated_at = now(),
-        status = CASE WHEN c.status = 'active' AND task.ends_at > now()
-                      THEN 'open' ELSE 'rejected' END::task_status
+)
+_TASK_REOPENED = text(
+    f"""
+    UPDATE task SET status = 'open', updated_at = now()
     FROM campaign c
-    WHERE task.id = :task_id AND c.id = task.campaign_id
-      AND task.status IN ('submitted', 'approved')
-      AND NOT EXISTS (SELECT 1 FROM submission later
-                      WHERE later.task_id = task.id AND later.created_at > :created_at)
-    RETURNING task.status::text
+    WHERE task.id = :task_id AND c.id = task.campaign_id AND task.status = 'rejected'
+      AND c.status = 'active' AND task.ends_at > coalesce(CAST(:now AS timestamptz), now())
+      AND {_LATEST}
+    RETURNING task.id
     """
 )
+_HELD = text(f"SELECT status = 'rejected' AND {_LATEST} FROM task WHERE id = :task_id")
 
 
 async def settle(
@@ -114,6 +131,14 @@ async def settle(
 ) -> None:
     """Apply a decision to a locked submission whose current state allows it."""
     previous = submission.status
+    # First, so that an approval the task no longer allows is refused before anything moves.
+    await mirror_on_task(
+        session,
+        submission,
+        approved=decision.approve,
+        settings=settings,
+        final=previous == SubmissionStatus.appealed,
+    )
     await session.execute(
         update(Submission)
         .where(Submission.id == submission.id)
@@ -151,15 +176,20 @@ async def settle(
             )
         )
     ledger = _CREDIT if decision.approve else _REVERSE
-    entry = await session.scalar(
-        ledger,
-        {
-            "submission_id": submission.id,
-            "reason": decision.cause,
-            "window_hours": settings.review.acceptance_window_hours,
-        },
-    )
-    await mirror_on_task(session, submission, approved=decision.approve, settings=settings)
+    try:
+        entry = await session.scalar(
+            ledger,
+            {
+                "submission_id": submission.id,
+                "reason": decision.cause,
+                "window_hours": settings.review.acceptance_window_hours,
+            },
+        )
+    except IntegrityError as exc:  # the task's chain: another submission holds its credit
+        raise Conflict(
+            "This task's reward is already credited to another submission.",
+            code="task_already_credited",
+        ) from exc
     await audit.record(
         session,
         actor_id=decision.actor_id,
@@ -178,13 +208,59 @@ async def settle(
 
 
 async def mirror_on_task(
-    session: AsyncSession, submission: Submission, *, approved: bool, settings: Settings
+    session: AsyncSession,
+    submission: Submission,
+    *,
+    approved: bool,
+    settings: Settings,
+    final: bool = False,
 ) -> None:
+    """The decision on the task: approved; held by a rejection that may still be reversed;
+    or, once the rejection is ``final``, back in the pool."""
     task_change = {"task_id": submission.task_id, "created_at": submission.created_at}
     if approved:
-        await session.execute(_TASK_APPROVED, task_change)
-    elif await session.scalar(_TASK_REJECTED, task_change) == "open":
-        await raise_alerts(session, [submission.task_id], per_hour=settings.work.alerts_per_hour)
+        if await session.scalar(_TASK_APPROVED, task_change) is None:
+            raise Conflict(
+                "This task was offered again once the rejection became final; it stands.",
+                code="rejection_final",
+            )
+    elif final:
+        await reopen_task(session, submission, settings)
+    else:
+        await session.execute(_TASK_HELD, task_change)
+
+
+async def reopen_task(
+    session: AsyncSession, submission: Submission, settings: Settings, now: datetime | None = None
+) -> bool:
+    """Back to the pool, if its campaign still runs, the task held by this final rejection."""
+    reopened = await session.scalar(
+        _TASK_REOPENED,
+        {"task_id": submission.task_id, "created_at": submission.created_at, "now": now},
+    )
+    if reopened is not None:
+        await raise_alerts(session, [reopened], per_hour=settings.work.alerts_per_hour)
+    return reopened is not None
+
+
+async def final_because(
+    session: AsyncSession, submission: Submission, settings: Settings
+) -> str | None:
+    """Why a locked, rejected submission's rejection can no longer be reversed, as an error
+    code; None while it can: not yet appealed nor waived, within the appeal window, and its
+    task still held for it."""
+    if await session.scalar(select(Appeal.id).where(Appeal.submission_id == submission.id)):
+        return "already_appealed"  # and upheld: rejected again
+    if submission.appeal_waived_at is not None:
+        return "appeal_waived"
+    days = settings.review.appeal_window_days
+    open_ = submission.decided_at is not None and await before(
+        session, submission.decided_at, days * 24
+    )
+    held = await session.scalar(
+        _HELD, {"task_id": submission.task_id, "created_at": submission.created_at}
+    )
+    return None if open_ and held else "appeal_window_closed"
 
 
 def refuse_unless(submission: Submission, allowed: tuple[SubmissionStatus, ...]) -> None:
@@ -255,14 +331,68 @@ async def settle_overdue(
         if submission is None:
             continue  # decided or being decided meanwhile
         cause = AUTO_CAUSES[submission.status]
-        await settle(
-            session,
-            submission,
-            Decision(approve=True, actor_id=None, reason_code=cause, comment=None, cause=cause),
-            settings,
-        )
+        try:
+            # One refused approval (its task taken again before this rule held) must not
+            # stop the others: it is left for a person, and said.
+            async with session.begin_nested():
+                await settle(
+                    session,
+                    submission,
+                    Decision(
+                        approve=True, actor_id=None, reason_code=cause, comment=None, cause=cause
+                    ),
+                    settings,
+                )
+        except Conflict as refused:
+            log.warning("settle_overdue: %s left undecided: %s", submission.id, refused.code)
+            continue
         settled += 1
     return settled
+
+
+# Rejections that became final while their task was held: the appeal window closed unappealed
+# (the decision's own clock), or the appeal was upheld or waived but the task could not go back
+# at that moment. Tasks of campaigns that ended stay rejected.
+_FINAL_REJECTIONS = text(
+    """
+    SELECT s.id FROM task t
+    JOIN campaign c ON c.id = t.campaign_id
+    JOIN LATERAL (SELECT id, status, decided_at, appeal_waived_at FROM submission
+                  WHERE task_id = t.id ORDER BY created_at DESC LIMIT 1) s ON true
+    WHERE t.status = 'rejected' AND t.ends_at > coalesce(CAST(:now AS timestamptz), now())
+      AND c.status = 'active' AND s.status = 'rejected'
+      AND (s.appeal_waived_at IS NOT NULL
+           OR EXISTS (SELECT 1 FROM appeal a WHERE a.submission_id = s.id)
+           OR s.decided_at <= coalesce(CAST(:now AS timestamptz), now())
+                              - make_interval(days => :days))
+    LIMIT :batch
+    """
+)
+
+
+async def reopen_final_rejections(
+    session: AsyncSession, settings: Settings, *, batch: int = 500, now: datetime | None = None
+) -> int:
+    """Put back in the pool the tasks whose rejection became final as of ``now`` (the
+    database's clock when None); returns how many. The submission is locked first, as an
+    appeal locks it: an appeal made meanwhile keeps its task held."""
+    rows = (
+        await session.execute(
+            _FINAL_REJECTIONS,
+            {"days": settings.review.appeal_window_days, "batch": batch, "now": now},
+        )
+    ).all()
+    reopened = 0
+    for row in rows:
+        submission = await session.scalar(
+            select(Submission)
+            .where(Submission.id == row.id, Submission.status == SubmissionStatus.rejected)
+            .with_for_update(skip_locked=True)
+            .execution_options(populate_existing=True)
+        )
+        if submission is not None and await reopen_task(session, submission, settings, now):
+            reopened += 1
+    return reopened
 
 
 async def before(session: AsyncSession, start: datetime, hours: float = 0) -> bool:

@@ -117,7 +117,10 @@ class SubmissionOut(BaseModel):
         description="Approved automatically then, unless decided before"
     )
     dispute_deadline: datetime = Field(description="The client may dispute until then")
-    appeal_deadline: datetime | None = Field(description="You may appeal the rejection until then")
+    appeal_deadline: datetime | None = Field(
+        description="You may appeal the rejection until then (or waive the appeal); until "
+        "then nobody else may take the task"
+    )
     appeal: AppealOut | None
     dispute: DisputeOut | None
     report: list[CheckOut]
@@ -270,7 +273,12 @@ async def submission_out(
     )
     status = submission.status
     undecided = status in (SubmissionStatus.pending_acceptance, SubmissionStatus.needs_review)
-    can_appeal = status == SubmissionStatus.rejected and appeal is None and submission.decided_at
+    can_appeal = (
+        status == SubmissionStatus.rejected
+        and appeal is None
+        and submission.appeal_waived_at is None
+        and submission.decided_at
+    )
     return SubmissionOut(
         id=submission.id,
         reservation_id=submission.reservation_id,

@@ -1,4 +1,5 @@
-"""Suspensions: never unexplained, always appealable once, to another admin.
+"""Suspensions: never unexplained, always appealable once, to another admin, who decides within
+the decision delay; undecided then, the suspension is lifted (there may be no other admin).
 
 A suspended worker still signs in, sees why (``GET /v1/me``), reads their submissions, earnings
 and data, appeals; they cannot take new work, and their active reservations are released.
@@ -12,7 +13,7 @@ from typing import Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import audit
@@ -50,6 +51,9 @@ class SuspensionOut(BaseModel):
     lifted_at: datetime | None
     appeal_message: str | None
     appealed_at: datetime | None
+    appeal_decide_by: datetime | None = Field(
+        description="Once appealed: undecided by another admin by then, the suspension is lifted"
+    )
     appeal_outcome: str | None = Field(description="lifted | upheld, once decided")
     appeal_comment: str | None
     appeal_decided_at: datetime | None
@@ -66,6 +70,7 @@ def suspension_out(suspension: Suspension) -> SuspensionOut:
         lifted_at=suspension.lifted_at,
         appeal_message=suspension.appeal_message,
         appealed_at=suspension.appealed_at,
+        appeal_decide_by=suspension.appeal_decide_by,
         appeal_outcome=suspension.appeal_outcome,
         appeal_comment=suspension.appeal_comment,
         appeal_decided_at=suspension.appeal_decided_at,
@@ -132,7 +137,9 @@ async def suspend(
     return suspension
 
 
-async def appeal(session: AsyncSession, *, worker: User, message: str) -> Suspension:
+async def appeal(
+    session: AsyncSession, *, worker: User, message: str, decision_hours: int
+) -> Suspension:
     suspension = await session.scalar(
         select(Suspension)
         .where(Suspension.user_id == worker.id, Suspension.lifted_at.is_(None))
@@ -144,7 +151,10 @@ async def appeal(session: AsyncSession, *, worker: User, message: str) -> Suspen
         raise Conflict("This suspension was already appealed.", code="already_appealed")
     suspension.appeal_message = message
     suspension.appealed_at = func.now()
+    suspension.appeal_decide_by = func.now() + func.make_interval(0, 0, 0, 0, decision_hours)
     await session.flush()
+    await session.refresh(suspension)
+    assert suspension.appeal_decide_by is not None
     await audit.record(
         session,
         actor_id=worker.id,
@@ -153,8 +163,8 @@ async def appeal(session: AsyncSession, *, worker: User, message: str) -> Suspen
         object_type="suspension",
         object_id=suspension.id,
         message=message,
+        decide_by=suspension.appeal_decide_by.isoformat(),
     )
-    await session.refresh(suspension)
     return suspension
 
 
@@ -175,10 +185,29 @@ async def decide_appeal(
         raise Conflict("This suspension has not been appealed.", code="not_appealed")
     if suspension.appeal_outcome is not None:
         raise Conflict("This appeal was already decided.", code="already_decided")
-    lifted = body.outcome == "lift"
+    return await _decide(
+        session,
+        suspension,
+        lifted=body.outcome == "lift",
+        comment=body.comment,
+        admin_id=admin.id,
+        cause="decided_by_admin",
+    )
+
+
+async def _decide(
+    session: AsyncSession,
+    suspension: Suspension,
+    *,
+    lifted: bool,
+    comment: str,
+    admin_id: uuid.UUID | None,
+    cause: str,
+) -> Suspension:
+    """Settle a locked, appealed, undecided suspension; ``admin_id`` None: the clock."""
     suspension.appeal_outcome = "lifted" if lifted else "upheld"
-    suspension.appeal_comment = body.comment
-    suspension.appeal_decided_by = admin.id
+    suspension.appeal_comment = comment
+    suspension.appeal_decided_by = admin_id
     suspension.appeal_decided_at = func.now()
     if lifted:
         suspension.lifted_at = func.now()
@@ -188,15 +217,53 @@ async def decide_appeal(
     await session.flush()
     await audit.record(
         session,
-        actor_id=admin.id,
+        actor_id=admin_id,
         subject_id=suspension.user_id,
         action="suspension.lifted" if lifted else "suspension.upheld",
         object_type="suspension",
         object_id=suspension.id,
-        comment=body.comment,
+        comment=comment,
+        cause=cause,
     )
     await session.refresh(suspension)
     return suspension
+
+
+# Appeals nobody else decided in time, locked without waiting: an admin deciding one right now
+# keeps it, and the next round finds it decided.
+_OVERDUE_APPEALS = text(
+    """
+    SELECT id FROM suspension
+    WHERE appeal_outcome IS NULL AND lifted_at IS NULL
+      AND appeal_decide_by <= coalesce(CAST(:now AS timestamptz), now())
+    ORDER BY appeal_decide_by
+    LIMIT :batch
+    FOR UPDATE SKIP LOCKED
+    """
+)
+NOT_DECIDED_IN_TIME = (
+    "No other admin decided your appeal in time: the suspension is lifted in your favour."
+)
+
+
+async def lift_overdue(
+    session: AsyncSession, *, batch: int = 500, now: datetime | None = None
+) -> int:
+    """Lift the suspensions whose appeal was not decided by its deadline as of ``now`` (the
+    database's clock when None); returns how many."""
+    ids = list(await session.scalars(_OVERDUE_APPEALS, {"now": now, "batch": batch}))
+    for suspension_id in ids:
+        suspension = await session.get(Suspension, suspension_id, populate_existing=True)
+        assert suspension is not None  # locked above
+        await _decide(
+            session,
+            suspension,
+            lifted=True,
+            comment=NOT_DECIDED_IN_TIME,
+            admin_id=None,
+            cause="appeal_not_decided_in_time",
+        )
+    return len(ids)
 
 
 @router.post("/v1/users/{user_id}/suspension", status_code=201)
@@ -236,10 +303,21 @@ async def suspensions_route(admin: CurrentAdmin, session: SessionDep) -> list[Su
 
 @router.post("/v1/me/suspension/appeal")
 async def appeal_route(
-    body: SuspensionAppealIn, worker: WorkerEvenSuspended, session: SessionDep
+    body: SuspensionAppealIn,
+    worker: WorkerEvenSuspended,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> SuspensionOut:
-    """Appeal your suspension, once; another admin than the one who suspended you decides."""
-    return suspension_out(await appeal(session, worker=worker, message=body.message))
+    """Appeal your suspension, once; another admin than the one who suspended you decides by
+    ``appeal_decide_by``, or the suspension is lifted then."""
+    return suspension_out(
+        await appeal(
+            session,
+            worker=worker,
+            message=body.message,
+            decision_hours=settings.review.decision_hours,
+        )
+    )
 
 
 @router.post("/v1/suspensions/{suspension_id}/decision")

@@ -262,8 +262,8 @@ async def test_a_reviewer_claims_then_rejects_with_a_reason_and_the_evidence(htt
         "paid": 0,
         "awaiting": 0,
     }
-    # The client still wants its shelf checked: the task is back in the pool.
-    assert await db.fetchval("SELECT status FROM task WHERE id = $1", work.task_id) == "open"
+    # Held while the rejection may be appealed: nobody may do the task again meanwhile.
+    assert await db.fetchval("SELECT status FROM task WHERE id = $1", work.task_id) == "rejected"
 
 
 async def test_an_appeal_decided_by_another_reviewer_reverses_the_rejection(http, factory, db):
@@ -553,12 +553,21 @@ async def test_the_ledger_refuses_a_second_credit_an_edit_and_a_deletion(http, f
         "available_at, reason) VALUES ($1, $2, $3, 'EUR', $4, $5, now(), 'test')"
     )
     args = (work.worker.id, uuid.UUID(work.id))
-    with pytest.raises(asyncpg.UniqueViolationError):
-        await db.execute(insert, args[0], "earned", REWARD, args[1], 1)
-    with pytest.raises(asyncpg.ForeignKeyViolationError):  # 3 must follow 2
-        await db.execute(insert, args[0], "earned", REWARD, args[1], 3)
-    with pytest.raises(asyncpg.CheckViolationError):  # even entries reverse
+    # Any second credit for the task: its second position reverses (the task's chain).
+    for seq in (1, 3):
+        with pytest.raises(asyncpg.CheckViolationError) as refused:
+            await db.execute(insert, args[0], "earned", REWARD, args[1], seq)
+        assert refused.value.constraint_name == "ck_ledger_entry_alternates_on_task"
+    with pytest.raises(asyncpg.CheckViolationError) as refused:  # and even entries reverse
         await db.execute(insert, args[0], "earned", REWARD, args[1], 2)
+    assert refused.value.constraint_name == "ck_ledger_entry_alternates"
+    # The submission's own chain: odd entries earn, and 4 must follow 3.
+    with pytest.raises(asyncpg.CheckViolationError) as refused:
+        await db.execute(insert, args[0], "reversed", -REWARD, args[1], 3)
+    assert refused.value.constraint_name == "ck_ledger_entry_alternates"
+    with pytest.raises(asyncpg.ForeignKeyViolationError) as refused:
+        await db.execute(insert, args[0], "reversed", -REWARD, args[1], 4)
+    assert refused.value.constraint_name == "fk_ledger_entry_follows_previous"
     with pytest.raises(asyncpg.RestrictViolationError):
         await db.execute("UPDATE ledger_entry SET amount_cents = 1")
     with pytest.raises(asyncpg.RestrictViolationError):

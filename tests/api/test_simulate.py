@@ -179,12 +179,12 @@ async def test_a_day_catches_every_planted_cheat_and_accepts_honest_work(server:
 
     assert_table_matches_database(outcome, await stored_submissions(server.database_url))
     # The client closed the campaign at the end of the day: the tasks whose work stands stay
-    # submitted; those rejected had reopened, and were cancelled.
+    # submitted; those rejected stay held for the appeal window, never to reopen.
     standing = {s["task_id"] for s in outcome["submissions"] if s["status"] != "rejected"}
     assert len(standing) == 9
     assert await campaign_state(server.database_url, outcome["campaign_id"]) == (
         "cancelled",
-        {"submitted": 9, "cancelled": 18 - 9},
+        {"submitted": 9, "rejected": 18 - 9},
     )
 
 

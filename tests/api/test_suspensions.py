@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from datetime import datetime, timedelta
 
 import asyncpg
 import pytest
 
+from api.housekeeping import sweep_once
 from api.models import Role
+from api.suspensions import NOT_DECIDED_IN_TIME, lift_overdue
 from tests.api.test_my_data import (
     alerted_tasks,
     insert_earned,
@@ -264,7 +268,9 @@ async def test_the_worker_reads_every_step_in_their_audit_trail(http, factory):
     worker, bystander = await factory.account(Role.worker), await factory.account(Role.worker)
     suspension = await suspended(http, suspender, worker)
     await suspended(http, suspender, bystander)
-    assert (await appeal(http, worker, "It was not me.")).status_code == 200
+    appealed = await appeal(http, worker, "It was not me.")
+    assert appealed.status_code == 200
+    decide_by = datetime.fromisoformat(appealed.json()["appeal_decide_by"])
     lifted = await decide(http, other_admin, suspension["id"], "lift", "Agreed.")
     assert lifted.status_code == 200
 
@@ -274,6 +280,7 @@ async def test_the_worker_reads_every_step_in_their_audit_trail(http, factory):
         (e["action"], e["object_type"], e["object_id"], e["actor_role"], e["by_you"], e["data"])
         for e in response.json()
     ]
+    assert datetime.fromisoformat(events[1][5].pop("decide_by")) == decide_by
     assert events == [
         (
             "suspension.lifted",
@@ -281,7 +288,7 @@ async def test_the_worker_reads_every_step_in_their_audit_trail(http, factory):
             suspension["id"],
             "admin",
             False,
-            {"comment": "Agreed."},
+            {"comment": "Agreed.", "cause": "decided_by_admin"},
         ),
         (
             "suspension.appealed",
@@ -372,3 +379,70 @@ async def test_a_reservation_waiting_behind_a_suspension_is_refused(http, factor
     assert (refused.status_code, refused.json()["code"]) == (403, "account_suspended")
     assert await db.fetchval("SELECT count(*) FROM reservation") == 0
     assert await db.fetchval("SELECT status::text FROM task WHERE id = $1", task_id) == "open"
+
+
+async def lift_as_of(app, now: datetime) -> int:
+    async with app.state.sessionmaker() as session, session.begin():
+        return await lift_overdue(session, now=now)
+
+
+async def test_an_appeal_no_other_admin_decides_in_time_lifts_the_suspension(
+    http, factory, db, app
+):
+    # The only admin suspended the worker: nobody may decide the appeal but the clock.
+    admin = await factory.account(Role.admin)
+    worker, quiet = await factory.account(Role.worker), await factory.account(Role.worker)
+    _, _, (task_id,) = await open_tasks(factory)
+    suspension = await suspended(http, admin, worker)
+    await suspended(http, admin, quiet)  # never appealed: no deadline, never lifted by it
+    appealed = await appeal(http, worker)
+    assert appealed.status_code == 200
+    shown = appealed.json()
+    decide_by = datetime.fromisoformat(shown["appeal_decide_by"])
+    assert decide_by - datetime.fromisoformat(shown["appealed_at"]) == timedelta(hours=72)
+    assert (await http.get("/v1/me", headers=worker.headers)).json()["suspension"] == shown
+    own = await decide(http, admin, suspension["id"], "uphold", "Mine to decide.")
+    assert (own.status_code, own.json()["code"]) == (403, "own_decision")
+
+    before = await snapshot(db)
+    assert await lift_as_of(app, decide_by - timedelta(seconds=1)) == 0
+    assert await snapshot(db) == before
+    assert await lift_as_of(app, decide_by) == 1
+    assert await lift_as_of(app, decide_by + timedelta(days=365)) == 0  # once; never the quiet
+
+    lifted = (await http.get("/v1/me", headers=worker.headers)).json()["suspension"]
+    assert (
+        lifted["appeal_outcome"],
+        lifted["appeal_comment"],
+        lifted["lifted_at"] is not None,
+        lifted["appeal_decided_at"] == lifted["lifted_at"],
+    ) == ("lifted", NOT_DECIDED_IN_TIME, True, True)
+    row = await db.fetchrow(
+        "SELECT appeal_decided_by, lifted_at FROM suspension WHERE id = $1",
+        uuid.UUID(suspension["id"]),
+    )
+    assert row["appeal_decided_by"] is None
+    suspended_at = await db.fetch('SELECT id FROM "user" WHERE suspended_at IS NOT NULL')
+    assert [r["id"] for r in suspended_at] == [quiet.id]
+    await reserve(http, worker, task_id)
+    (event,) = await db.fetch(
+        "SELECT actor_id, subject_id, data FROM audit_event WHERE action = 'suspension.lifted'"
+    )
+    assert (event["actor_id"], event["subject_id"], json.loads(event["data"])) == (
+        None,
+        worker.id,
+        {"comment": NOT_DECIDED_IN_TIME, "cause": "appeal_not_decided_in_time"},
+    )
+    late = await decide(http, await factory.account(Role.admin), suspension["id"], "uphold", "No.")
+    assert (late.status_code, late.json()["code"]) == (409, "already_decided")
+
+
+async def test_the_clock_lifts_an_overdue_suspension_appeal_in_the_sweep(http, factory, db, app):
+    admin = await factory.account(Role.admin)
+    worker = await factory.account(Role.worker)
+    await suspended(http, admin, worker)
+    assert (await appeal(http, worker)).status_code == 200
+    await db.execute("UPDATE suspension SET appeal_decide_by = now() - interval '1 second'")
+    summary = await sweep_once(app.state.sessionmaker, app.state.settings)
+    assert "1 suspensions lifted" in summary
+    assert await db.fetchval('SELECT suspended_at FROM "user" WHERE id = $1', worker.id) is None

@@ -250,8 +250,8 @@ async def test_each_change_sends_its_event_to_the_owning_organization_only(
             "name": "Shelf check",
             "purpose": "Check the organic range is on shelf",
         },
-        # Rejected while its campaign runs: the task is open again for another worker.
-        "task": {"id": str(review.task_id), "status": "open"},
+        # Held while the rejection may be appealed; it goes back to the pool once final.
+        "task": {"id": str(review.task_id), "status": "rejected"},
         "store": {"id": str(store["id"]), "name": store["name"], "external_ref": None},
         "submission": {
             "id": review.id,

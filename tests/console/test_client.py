@@ -32,7 +32,8 @@ async def work(http, factory, worker, task_id, *, distance_m: float, seed: int) 
 
 async def campaign_with_results(http, factory):
     """Four stores: work accepted by the client, work waiting for the client, work the checks
-    rejected (photo 5 km away; its task reopens), and an untouched task."""
+    rejected (photo 5 km away; its task held while the rejection may be appealed), and an
+    untouched task."""
     client = await factory.account(Role.client)
     names = ["Alpha Bastille", "Bravo Marais", "Charlie Voltaire", "Delta Nation"]
     store_ids = []
@@ -80,7 +81,7 @@ async def test_a_client_follows_exports_and_disputes_a_campaign(page, http, fact
     await sign_in(page, client.email, PASSWORD)
     await page.get_by_role("heading", name="Campaigns").wait_for()
     progress = await page.locator("table.campaigns .progress-text").inner_text()
-    assert progress == "open 2 · submitted 1 · approved 1"
+    assert progress == "open 1 · submitted 1 · approved 1 · rejected 1"
     await page.get_by_role("link", name="Shelf check").click()
     await page.get_by_role("heading", name="Stores by task status").wait_for()
 
@@ -94,11 +95,11 @@ async def test_a_client_follows_exports_and_disputes_a_campaign(page, http, fact
     assert statuses == {
         "Alpha Bastille": "marker status-approved",
         "Bravo Marais": "marker status-submitted",
-        "Charlie Voltaire": "marker status-open",  # reopened after the rejection
+        "Charlie Voltaire": "marker status-rejected",  # held for the appeal window
         "Delta Nation": "marker status-open",
     }
     legend = await page.locator("figure .legend .legend-text").all_inner_texts()
-    assert legend == ["open: 2", "submitted: 1", "approved: 1"]
+    assert legend == ["open: 1", "submitted: 1", "approved: 1", "rejected: 1"]
 
     # Photos of accepted work only, as sanitized copies that load in the page.
     thumbs = page.locator("table.results img.thumb")
@@ -130,7 +131,7 @@ async def test_a_client_follows_exports_and_disputes_a_campaign(page, http, fact
     assert by_store == [
         ("MV-1", "Alpha Bastille", "approved", "accepted", "approved", "1"),
         ("MV-2", "Bravo Marais", "submitted", "accepted", "pending_acceptance", "1"),
-        ("MV-3", "Charlie Voltaire", "open", "rejected", "rejected", "0"),
+        ("MV-3", "Charlie Voltaire", "rejected", "rejected", "rejected", "0"),
         ("MV-4", "Delta Nation", "open", "", "", "0"),
     ]
 
@@ -147,7 +148,7 @@ async def test_a_client_follows_exports_and_disputes_a_campaign(page, http, fact
     ) == [
         ("Point", "Alpha Bastille", "approved"),
         ("Point", "Bravo Marais", "submitted"),
-        ("Point", "Charlie Voltaire", "open"),
+        ("Point", "Charlie Voltaire", "rejected"),
         ("Point", "Delta Nation", "open"),
     ]
 
