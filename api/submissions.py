@@ -412,7 +412,7 @@ async def submit(
         min_photos=min_photos,
         max_photos=max_photos,
         # The transaction's time, which the submission's created_at will also be.
-        received_at=await session.scalar(select(func.now())),
+        received_at=(await session.execute(select(func.now()))).scalar_one(),
         previous=await _previous_submission(session, worker.id),
         thresholds=settings.checks.thresholds(),
     )
