@@ -1,19 +1,24 @@
-"""A real S3 HTTP endpoint for tests: moto's server on loopback ports, in one process.
+"""An S3 HTTP endpoint for tests: moto's S3 server on loopback ports, in one process, behind a
+gate of this suite's own that checks presigned requests. Not AWS, not MinIO: S3's HTTP API as
+moto serves it, with the presigned-request checks S3 makes added in front.
 
 A conftest brings it in with ``from tests.s3server import s3_server`` (a session fixture). It
 serves the same in-memory buckets at two addresses:
 
 - ``unchecked_url`` is moto as it is. moto stores what a presigned request sends without
   checking its signature, its expiry, or the checksum header against the body.
-- ``url`` puts a gate in front of moto that checks presigned (query-string SigV4) requests the
+- ``url`` puts the gate in front of moto. It checks presigned (query-string SigV4) requests the
   way S3 and MinIO do: expiry (403 AccessDenied), signature over the method, path, query and
   signed headers (403 SignatureDoesNotMatch), unsigned ``x-amz-*`` headers (403 AccessDenied),
   and ``x-amz-checksum-sha256`` against the body (400 BadDigest). The upload grants rely on
   exactly these checks, so the storage tests run against this address.
 
 The gate follows the SigV4 specification on its own rather than calling botocore's signer, so a
-grant that fails to bind a header fails here. Its clock can be moved forward, and it can answer
-the next requests to a bucket with a server error, to test expiry and retries without sleeping.
+grant that fails to bind a header fails here. Its signing rules are the functions under
+"SigV4" below, and only those: ``tests/storage/test_sigv4.py`` checks them against the test
+vectors AWS publishes and the S3 documentation's presigned URL example. Its clock can be moved
+forward, and it can answer the next requests to a bucket with a server error, to test expiry
+and retries without sleeping.
 """
 
 from __future__ import annotations
@@ -101,7 +106,7 @@ class PresignedRequestGate:
     def _refusal(
         self, environ: Environ, query: list[tuple[str, str]], params: dict[str, str], body: bytes
     ) -> tuple[int, str, str] | None:
-        if params.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256":
+        if params.get("X-Amz-Algorithm") != ALGORITHM:
             return 400, "AuthorizationQueryParametersError", "Only AWS4-HMAC-SHA256 is accepted."
         access_key_id, _, scope = params.get("X-Amz-Credential", "").partition("/")
         secret = self.secrets.get(access_key_id)
@@ -112,39 +117,21 @@ class PresignedRequestGate:
         if now > signed_at.timestamp() + int(params["X-Amz-Expires"]):
             return 403, "AccessDenied", "Request has expired"
         signed_headers = params["X-Amz-SignedHeaders"].split(";")
-        canonical_request = "\n".join(
-            [
-                environ["REQUEST_METHOD"],
-                environ["RAW_URI"].split("?", 1)[0],
-                "&".join(
-                    f"{k}={v}"
-                    for k, v in sorted(
-                        (_encode(k), _encode(v)) for k, v in query if k != "X-Amz-Signature"
-                    )
-                ),
-                "".join(f"{name}:{_header(environ, name)}\n" for name in signed_headers),
-                ";".join(signed_headers),
-                params.get("X-Amz-Content-Sha256", "UNSIGNED-PAYLOAD"),
-            ]
+        canonical = canonical_request(
+            environ["REQUEST_METHOD"],
+            environ["RAW_URI"].split("?", 1)[0],
+            query,
+            [(name, _header(environ, name)) for name in signed_headers],
+            signed_headers,
+            params.get("X-Amz-Content-Sha256", UNSIGNED_PAYLOAD),
         )
-        string_to_sign = "\n".join(
-            [
-                "AWS4-HMAC-SHA256",
-                params["X-Amz-Date"],
-                scope,
-                hashlib.sha256(canonical_request.encode()).hexdigest(),
-            ]
-        )
-        signing_key = f"AWS4{secret}".encode()
-        for part in scope.split("/"):
-            signing_key = _hmac(signing_key, part)
-        expected = hmac.new(signing_key, string_to_sign.encode(), "sha256").hexdigest()
+        expected = signature(secret, params["X-Amz-Date"], scope, canonical)
         if not hmac.compare_digest(expected, params["X-Amz-Signature"]):
             return 403, "SignatureDoesNotMatch", "The request signature does not match."
         unsigned = sorted(set(_amz_headers(environ)) - set(signed_headers))
         if unsigned:
             return 403, "AccessDenied", f"Headers present but not signed: {', '.join(unsigned)}"
-        claimed = _header(environ, "x-amz-checksum-sha256")
+        claimed = _header(environ, "x-amz-checksum-sha256").strip()
         if claimed:
             actual = _b64(hashlib.sha256(body).digest())
             if claimed != actual:
@@ -226,6 +213,64 @@ def s3_server() -> Iterator[S3TestServer]:
         server.stop()
 
 
+# --- SigV4: the rules the gate signs by, in one place -----------------------------------------
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+# What S3 signs in place of the body's hash in a presigned request.
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+
+
+def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
+    """Every parameter but the signature, names and values percent-encoded (all but the
+    unreserved ``A-Za-z0-9-_.~``), sorted by encoded name, then value."""
+    encoded = sorted((_encode(k), _encode(v)) for k, v in pairs if k != "X-Amz-Signature")
+    return "&".join(f"{k}={v}" for k, v in encoded)
+
+
+def canonical_headers(headers: Iterable[tuple[str, str]], signed: list[str]) -> str:
+    """One line per signed header, in the order signed: its lowercase name, and its values in
+    the order received, each trimmed with inner runs of spaces made one, joined by commas."""
+    values: dict[str, list[str]] = {}
+    for name, value in headers:
+        values.setdefault(name.lower(), []).append(" ".join(value.split()))
+    return "".join(f"{name}:{','.join(values.get(name, []))}\n" for name in signed)
+
+
+def canonical_request(
+    method: str,
+    path: str,
+    query: Iterable[tuple[str, str]],
+    headers: Iterable[tuple[str, str]],
+    signed: list[str],
+    payload_hash: str,
+) -> str:
+    """The path as sent (S3 neither normalises nor re-encodes it)."""
+    return "\n".join(
+        [
+            method,
+            path,
+            canonical_query(query),
+            canonical_headers(headers, signed),
+            ";".join(signed),
+            payload_hash,
+        ]
+    )
+
+
+def string_to_sign(amz_date: str, scope: str, canonical: str) -> str:
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    return "\n".join([ALGORITHM, amz_date, scope, digest])
+
+
+def signature(secret: str, amz_date: str, scope: str, canonical: str) -> str:
+    """``scope`` is ``<yyyymmdd>/<region>/<service>/aws4_request``: the key is derived through
+    each of its parts in turn."""
+    key = f"AWS4{secret}".encode()
+    for part in scope.split("/"):
+        key = _hmac(key, part)
+    return hmac.new(key, string_to_sign(amz_date, scope, canonical).encode(), "sha256").hexdigest()
+
+
 def _encode(value: str) -> str:
     return quote(value, safe="-_.~")
 
@@ -243,7 +288,7 @@ def _header(environ: Environ, name: str) -> str:
         value = environ.get(name.upper().replace("-", "_"), "")
     else:
         value = environ.get("HTTP_" + name.upper().replace("-", "_"), "")
-    return " ".join(str(value).split())
+    return str(value)
 
 
 def _amz_headers(environ: Environ) -> Iterator[str]:

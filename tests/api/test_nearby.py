@@ -93,7 +93,7 @@ async def test_nearby_matches_brute_force_over_2000_tasks(http, factory):
     queries += [(lat, lon, 5_000, 20) for lat, lon in HOTSPOTS[:4]]
     queries += [(lat, lon, 50_000, 7) for lat, lon in HOTSPOTS[4:]]
     queries += [(points[i][0], points[i][1], 20_000, 10) for i in rng.sample(range(2000), 12)]
-    checked = 0
+    sizes = []  # per query: (answers, tasks within the radius, limit)
     for lat, lon, radius, limit in queries:
         response = await http.get(
             "/v1/tasks/nearby",
@@ -110,9 +110,12 @@ async def test_nearby_matches_brute_force_over_2000_tasks(http, factory):
             and (d := geodesic_m(lat, lon, plat, plon)) <= radius
         ]
         assert_same_ranking(got, expected, radius, limit)
-        checked += len(got)
-    # The queries are dense enough that the comparison means something.
-    assert checked == 1127
+        sizes.append((len(got), len(expected), limit))
+    # The queries are dense enough that the comparison means something: every one finds tasks,
+    # and both ends are exercised, the limit cutting a longer list and the radius a shorter one.
+    assert min(answers for answers, _, _ in sizes) > 0
+    assert any(within > limit for _, within, limit in sizes)
+    assert any(within < limit for _, within, limit in sizes)
 
 
 async def test_nearby_item_carries_what_a_worker_needs(http, factory):

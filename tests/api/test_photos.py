@@ -373,7 +373,11 @@ async def test_submit_needs_checked_photos_and_a_key(http, factory, db):
     assert await db.fetchval("SELECT count(*) FROM submission") == 0
 
 
-async def test_full_flow_against_a_real_s3_endpoint(http, factory, app, s3_server: S3TestServer):
+async def test_full_flow_through_moto_s3_behind_the_presigned_request_gate(
+    http, factory, app, s3_server: S3TestServer
+):
+    """The flow over S3's HTTP API as moto serves it, with this suite's gate checking the
+    presigned upload as S3 would (tests/s3server.py): not a run against AWS or MinIO."""
     bucket = f"terrain-{uuid.uuid4().hex[:12]}"
     s3_server.client().create_bucket(Bucket=bucket)
     app.state.object_store = s3_server.store(bucket)

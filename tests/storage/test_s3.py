@@ -1,5 +1,6 @@
-"""The S3 backend against a real S3 HTTP endpoint (moto, behind a gate that checks presigned
-requests as S3 does; see tests/s3server.py)."""
+"""The S3 backend over S3's HTTP API as moto's server speaks it, behind this suite's gate that
+checks presigned requests as S3 does (tests/s3server.py; its signing rules are checked against
+AWS's SigV4 test vectors in test_sigv4.py). Not AWS, not MinIO."""
 
 from __future__ import annotations
 
