@@ -52,7 +52,9 @@ Terrain is the backend of a geolocated field-task platform: clients commission i
 tasks, workers find them nearby, reserve them, photograph and upload; the server validates.
 
 **Distances.** Every distance is the geodesic on the WGS84 ellipsoid in metres (the distance
-PostGIS reports for `geography`), and nearby results are ranked by it exactly, anywhere on Earth.
+PostGIS reports for `geography`), and nearby results are ranked by it exactly, anywhere on Earth;
+but a route's legs are great-circle distance times a detour factor for streets, an estimate of
+the walk. Every travel time is at the travel mode's one configured speed.
 
 **Errors** are `{"detail": ..., "code": ...}`: 400 unreadable body, 401 not signed in, 403 role
 refused, 404 not found or not yours, 409 conflict with the current state, 413 body too large,

@@ -61,13 +61,16 @@ class StopOut(BaseModel):
     arrival_at: datetime
     service_starts_at: datetime
     departure_at: datetime
-    leg_distance_m: float
-    leg_minutes: float
+    leg_distance_m: float = Field(
+        description="Great-circle distance from the previous point times the detour factor: "
+        "an estimate of the walk, not the geodesic"
+    )
+    leg_minutes: float = Field(description="leg_distance_m at the route's speed")
 
 
 class RouteTotals(BaseModel):
     reward_cents: dict[str, int] = Field(description="Per currency")
-    distance_m: float
+    distance_m: float = Field(description="The legs' sum, back to the end point")
     travel_minutes: float
     onsite_minutes: float
     wait_minutes: float
