@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import uuid
 from typing import Annotated, Literal
 
 from anyio import to_thread
-from fastapi import APIRouter, Depends, Form
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import EmailStr, Field, StringConstraints, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import Public, SessionDep, SettingsDep, UserEvenSuspended
-from api.errors import Conflict, Invalid, NotAuthenticated
+from api import rate_limits
+from api.deps import Public, SessionDep, SettingsDep, UserEvenSuspended, driver
+from api.errors import Conflict, Invalid, NotAuthenticated, TooManyRequests
 from api.models import Organization, Role, User
 from api.schemas import ERROR_RESPONSES, Body, Out, trimmed_min
 from api.security import hash_password, issue_token, verify_password
+from api.settings import AuthSettings
 from api.suspensions import SuspensionOut, latest_suspension, suspension_out
 
 router = APIRouter(tags=["accounts"], responses=ERROR_RESPONSES)
@@ -173,6 +176,85 @@ async def authenticate(session: AsyncSession, *, email: str, password: str) -> U
     return user
 
 
+# Sign-in throttling. An attempt is counted before the password is checked, on the request's
+# connection before its transaction begins, so the count commits whatever the outcome and
+# concurrent guesses cannot overrun it (the account's row orders them); a success gives it back.
+
+
+def sign_in_backoff_s(failures: int, auth: AuthSettings) -> int:
+    """How long an account waits after ``failures`` failed sign-ins in a row: nothing for the
+    first few, then a wait doubling from ``sign_in_backoff_s`` up to ``sign_in_backoff_cap_s``."""
+    beyond = failures - auth.sign_in_free_failures
+    if beyond < 0:
+        return 0
+    return min(auth.sign_in_backoff_cap_s, auth.sign_in_backoff_s * 2 ** min(beyond, 30))
+
+
+def _backoff_schedule(auth: AuthSettings) -> list[int]:
+    """The waits after 1, 2, 3... failures, up to the first at the cap (the cap after that)."""
+    waits = [sign_in_backoff_s(1, auth)]
+    while waits[-1] < auth.sign_in_backoff_cap_s:
+        waits.append(sign_in_backoff_s(len(waits) + 1, auth))
+    return waits
+
+
+# One more failure for the account, unless it is waiting out an earlier one.
+_COUNT_ATTEMPT = """
+    UPDATE "user" SET sign_in_failures = sign_in_failures + 1,
+        sign_in_failed_at = now(),
+        sign_in_locked_until = now()
+            + make_interval(secs => coalesce(($2::int[])[sign_in_failures + 1], $3))
+    WHERE email = $1
+      AND (sign_in_locked_until IS NULL OR sign_in_locked_until <= clock_timestamp())
+    RETURNING id
+"""
+_LOCKED_FOR_S = """
+    SELECT extract(epoch FROM sign_in_locked_until - clock_timestamp()) FROM "user"
+    WHERE email = $1 AND sign_in_locked_until > clock_timestamp()
+"""
+_SIGNED_IN = """
+    UPDATE "user" SET sign_in_failures = 0, sign_in_failed_at = NULL, sign_in_locked_until = NULL
+    WHERE id = $1 AND sign_in_failures > 0
+"""
+
+
+async def sign_in(
+    session: AsyncSession, *, email: str, password: str, address: str, auth: AuthSettings
+) -> User:
+    """The account these credentials open, within the limits: at most
+    ``sign_in_failures_per_address_per_minute`` failures from one client address, and the
+    account's backoff after failures in a row (whatever the address: short, so that nobody
+    keeps the owner out for long). 429 with Retry-After past either."""
+    if "\x00" in email:
+        raise NotAuthenticated("Wrong e-mail or password.", code="invalid_credentials")
+    email = email.strip().lower()
+    connection = await driver(session)  # before the session's first statement: autocommit
+    address_key = rate_limits.address_subject(address)
+    window = await rate_limits.hit(
+        connection,
+        address_key,
+        rate_limits.SIGN_IN_BUCKET,
+        limit=auth.sign_in_failures_per_address_per_minute,
+        what="failed sign-ins from one address",
+        code="too_many_failed_sign_ins_from_address",
+    )
+    schedule = _backoff_schedule(auth)
+    counted = await connection.fetchval(_COUNT_ATTEMPT, email, schedule, schedule[-1])
+    if counted is None:
+        locked_for_s = await connection.fetchval(_LOCKED_FOR_S, email)
+        if locked_for_s is not None:
+            retry_after = max(1, math.ceil(locked_for_s))
+            raise TooManyRequests(
+                f"Too many failed sign-ins for this account in a row; retry in {retry_after} s.",
+                code="too_many_failed_sign_ins",
+                retry_after_s=retry_after,
+            )
+    user = await authenticate(session, email=email, password=password)
+    await connection.execute(_SIGNED_IN, user.id)
+    await rate_limits.give_back(connection, address_key, rate_limits.SIGN_IN_BUCKET, window)
+    return user
+
+
 @router.post("/v1/auth/register", status_code=201, dependencies=[Public])
 async def register_route(form: Registration, session: SessionDep) -> UserOut:
     """Create a worker account, or a client account that creates or joins an organization.
@@ -213,9 +295,22 @@ async def token_route(
     form: Annotated[PasswordForm, Depends()],
     session: SessionDep,
     settings: SettingsDep,
+    request: Request,
 ) -> TokenOut:
-    """OAuth2 password flow: ``username`` is the e-mail. Returns a bearer token (JWT)."""
-    user = await authenticate(session, email=form.username, password=form.password)
+    """OAuth2 password flow: ``username`` is the e-mail. Returns a bearer token (JWT).
+
+    Throttled: 429 `too_many_failed_sign_ins` while the account waits out failed attempts in a
+    row (5 free, then 15 s doubling up to 5 minutes), 429
+    `too_many_failed_sign_ins_from_address` past 20 failures a minute from one client address;
+    both with Retry-After."""
+    address = request.client.host if request.client else ""
+    user = await sign_in(
+        session,
+        email=form.username,
+        password=form.password,
+        address=address,
+        auth=settings.auth,
+    )
     token, lifetime = issue_token(user.id, user.role.value, settings.auth)
     return TokenOut(access_token=token, expires_in=lifetime)
 

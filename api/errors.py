@@ -67,8 +67,10 @@ class UnsupportedMediaType(DomainError):
 class TooManyRequests(DomainError):
     code = "rate_limited"
 
-    def __init__(self, detail: str, *, retry_after_s: int, **extra: Any) -> None:
-        super().__init__(detail, retry_after_s=retry_after_s, **extra)
+    def __init__(
+        self, detail: str, *, retry_after_s: int, code: str | None = None, **extra: Any
+    ) -> None:
+        super().__init__(detail, code=code, retry_after_s=retry_after_s, **extra)
         self.retry_after_s = retry_after_s
 
 

@@ -126,6 +126,10 @@ class User(Base):
     # stays so the ledger entries the law requires keep their (anonymous) payee.
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
+    # Failed sign-ins in a row, the latest, and until when the next attempt waits (api.auth).
+    sign_in_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    sign_in_failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sign_in_locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         CheckConstraint(

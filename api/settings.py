@@ -36,6 +36,13 @@ class AuthSettings(BaseSettings):
 
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
     token_minutes: int = Field(60, ge=1, le=60 * 24 * 30)
+    # Sign-in throttling. Per account: after this many failures in a row, each failure makes
+    # the next attempt wait, doubling from the first wait up to the cap (short, so that whoever
+    # guesses cannot keep the owner out for long). Per client address: failures a minute.
+    sign_in_free_failures: int = Field(5, ge=1, le=100)
+    sign_in_backoff_s: int = Field(15, ge=1, le=3600)
+    sign_in_backoff_cap_s: int = Field(300, ge=1, le=3600)
+    sign_in_failures_per_address_per_minute: int = Field(20, ge=1, le=100_000)
 
 
 class WorkSettings(BaseSettings):
