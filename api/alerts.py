@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
 from shapely.geometry import box, shape
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.deps import CurrentWorker, SessionDep, SettingsDep, lock_worker_row
 from api.errors import Conflict, NotFound
+from api.idempotency import IdempotencyKeyHeader, idempotent
 from api.models import AlertArea, User
 from api.schemas import (
     ERROR_RESPONSES,
@@ -251,13 +252,25 @@ async def alerts_after(
     ]
 
 
-@router.post("/v1/me/alert-areas", status_code=201)
+@router.post("/v1/me/alert-areas", status_code=201, response_model=AlertAreaOut)
 async def add_area_route(
-    body: AlertAreaIn, worker: CurrentWorker, session: SessionDep, settings: SettingsDep
-) -> AlertAreaOut:
+    body: AlertAreaIn,
+    worker: CurrentWorker,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
     """Register an area (a circle up to 20 km, or a polygon up to ~50 km across) and an optional
     minimum hourly rate (on on-site time) for alerts."""
-    return await add_area(session, worker=worker, body=body, settings=settings)
+    return await idempotent(
+        session,
+        user_id=worker.id,
+        route="POST /v1/me/alert-areas",
+        key=idempotency_key,
+        request=body.model_dump(mode="json"),
+        status_code=201,
+        run=lambda: add_area(session, worker=worker, body=body, settings=settings),
+    )
 
 
 @router.get("/v1/me/alert-areas")

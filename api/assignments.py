@@ -20,8 +20,9 @@ from pydantic import BaseModel, Field
 
 from api.deps import CurrentWorker, Public, SessionDep, SettingsDep, driver
 from api.errors import NotFound
+from api.idempotency import IdempotencyKeyHeader, idempotent
 from api.models import ReservationState
-from api.observability import count_reservations_now
+from api.observability import count_reservations, count_reservations_now
 from api.rate_limits import ReservationLimit
 from api.reservations import LOCK_WORKER_SQL, ReservationOut, check_cap, refuse_suspended
 from api.routes import doable_from, travel_model
@@ -233,12 +234,35 @@ async def assign_route(
     session: SessionDep,
     settings: SettingsDep,
     request: Request,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Pick and reserve, in one transaction, the best open task near the given position by the
     published criteria (GET /v1/assignments/criteria). 404 `no_task_nearby` when none is left."""
-    payload = await assign(await driver(session), worker_id=worker.id, body=body, settings=settings)
-    count_reservations_now(request, "created")  # assign committed its transaction
-    return Response(payload, status_code=201, media_type="application/json")
+    if idempotency_key is None:
+        payload = await assign(
+            await driver(session), worker_id=worker.id, body=body, settings=settings
+        )
+        count_reservations_now(request, "created")  # assign committed its transaction
+        return Response(payload, status_code=201, media_type="application/json")
+
+    async def assign_with_the_key() -> bytes:
+        # The key's claim began the session's transaction: assign's own is a savepoint in it,
+        # and the reservation commits with the answer the key keeps.
+        payload = await assign(
+            await driver(session), worker_id=worker.id, body=body, settings=settings
+        )
+        count_reservations(request, session, "created")
+        return payload
+
+    return await idempotent(
+        session,
+        user_id=worker.id,
+        route="POST /v1/assignments",
+        key=idempotency_key,
+        request=body.model_dump(mode="json"),
+        status_code=201,
+        run=assign_with_the_key,
+    )
 
 
 @router.get("/v1/assignments/criteria", dependencies=[Public])

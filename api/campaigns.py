@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
 from sqlalchemy import String, case, cast, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +17,7 @@ from api import audit
 from api.alerts import raise_alerts
 from api.deps import CurrentClient, SessionDep, SettingsDep
 from api.errors import Invalid, NotFound
+from api.idempotency import IdempotencyKeyHeader, idempotent
 from api.models import Campaign, CampaignStatus, Store, Task, TaskStatus, User
 from api.schemas import ERROR_RESPONSES, Body, trimmed_min, valid_polygon
 from api.settings import WorkSettings
@@ -377,16 +378,28 @@ async def cancel_campaign(
 PageSize = Annotated[int, Query(ge=1, le=500)]
 
 
-@router.post("/v1/campaigns", status_code=201)
+@router.post("/v1/campaigns", status_code=201, response_model=CampaignOut)
 async def create_campaign_route(
-    body: CampaignIn, client: CurrentClient, session: SessionDep, settings: SettingsDep
-) -> CampaignOut:
+    body: CampaignIn,
+    client: CurrentClient,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
     """Launch a campaign: one open task per targeted store, created in one transaction.
 
     Refused with 422 `pay_below_floor` when the reward per hour of on-site time is below the
-    configured floor for the currency (the answer states the computed rate and the floor).
+    configured floor for the currency (the answer states the exact rate and the floor).
     """
-    return await create_campaign(session, client=client, body=body, work=settings.work)
+    return await idempotent(
+        session,
+        user_id=client.id,
+        route="POST /v1/campaigns",
+        key=idempotency_key,
+        request=body.model_dump(mode="json"),
+        status_code=201,
+        run=lambda: create_campaign(session, client=client, body=body, work=settings.work),
+    )
 
 
 @router.get("/v1/campaigns")

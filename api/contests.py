@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import audit, outbox
 from api.deps import CurrentClient, SessionDep, SettingsDep, WorkerEvenSuspended
 from api.errors import Conflict, NotFound
+from api.idempotency import IdempotencyKeyHeader, idempotent
 from api.models import Appeal, Campaign, Dispute, Submission, SubmissionStatus, Task, User
 from api.reason_codes import require_code
 from api.schemas import ERROR_RESPONSES, Body, Text
@@ -225,40 +226,70 @@ async def accept_route(
     return await submission_out(session, submission, settings)
 
 
-@router.post("/v1/submissions/{submission_id}/dispute", status_code=201)
+@router.post(
+    "/v1/submissions/{submission_id}/dispute", status_code=201, response_model=SubmissionOut
+)
 async def dispute_route(
     submission_id: uuid.UUID,
     body: DisputeIn,
     client: CurrentClient,
     session: SessionDep,
     settings: SettingsDep,
-) -> SubmissionOut:
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
     """Dispute accepted work within the acceptance window, with a published reason code and a
     message. A reviewer decides; the worker sees the dispute and its reason."""
-    submission = await dispute(
-        session, submission_id=submission_id, client=client, body=body, settings=settings
+
+    async def dispute_and_answer() -> SubmissionOut:
+        submission = await dispute(
+            session, submission_id=submission_id, client=client, body=body, settings=settings
+        )
+        return await submission_out(session, submission, settings)
+
+    return await idempotent(
+        session,
+        user_id=client.id,
+        route="POST /v1/submissions/{submission_id}/dispute",
+        key=idempotency_key,
+        request={"submission_id": str(submission_id), **body.model_dump(mode="json")},
+        status_code=201,
+        run=dispute_and_answer,
     )
-    return await submission_out(session, submission, settings)
 
 
-@router.post("/v1/submissions/{submission_id}/appeal", status_code=201)
+@router.post(
+    "/v1/submissions/{submission_id}/appeal", status_code=201, response_model=SubmissionOut
+)
 async def appeal_route(
     submission_id: uuid.UUID,
     body: AppealIn,
     worker: WorkerEvenSuspended,
     session: SessionDep,
     settings: SettingsDep,
-) -> SubmissionOut:
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
     """Appeal a rejection, once, within the appeal window. Another reviewer than the one who
     rejected decides; undecided in time, it is reversed in your favour."""
-    submission = await appeal(
+
+    async def appeal_and_answer() -> SubmissionOut:
+        submission = await appeal(
+            session,
+            submission_id=submission_id,
+            worker=worker,
+            message=body.message,
+            settings=settings,
+        )
+        return await submission_out(session, submission, settings)
+
+    return await idempotent(
         session,
-        submission_id=submission_id,
-        worker=worker,
-        message=body.message,
-        settings=settings,
+        user_id=worker.id,
+        route="POST /v1/submissions/{submission_id}/appeal",
+        key=idempotency_key,
+        request={"submission_id": str(submission_id), **body.model_dump(mode="json")},
+        status_code=201,
+        run=appeal_and_answer,
     )
-    return await submission_out(session, submission, settings)
 
 
 @router.post("/v1/submissions/{submission_id}/waive-appeal")

@@ -350,8 +350,11 @@ async def _nearby(fast: FastPath, taken: _Taken, scope: Scope, body: bytes | Non
 
 async def _assignment(fast: FastPath, taken: _Taken, scope: Scope, body: bytes | None) -> Response:
     settings = fast.settings
-    # FastAPI reads a JSON body when the content type says so; anything else is its call.
+    # FastAPI reads a JSON body when the content type says so; anything else is its call. So is
+    # a request with an Idempotency-Key (api.idempotency keeps its answer).
     if body is None or _header(scope, b"content-type") != "application/json":
+        raise _HandOn
+    if _header(scope, b"idempotency-key") is not None:
         raise _HandOn
     try:
         data = assignments.AssignmentIn.model_validate(json.loads(body))

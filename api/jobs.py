@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from api.db import make_engine, make_sessionmaker
 from api.housekeeping import settle_by_the_clock
+from api.idempotency import forget_old_keys
 from api.me import purge_positions as purge_old_positions
 from api.models import Photo, PhotoState, Submission
 from api.object_store import build_object_store
@@ -140,6 +141,8 @@ async def purge_positions_at(res: Resources, now: datetime) -> dict[str, int]:
     async with res.sessionmaker() as session, session.begin():
         windows = await forget_old_windows(session)
     async with res.sessionmaker() as session, session.begin():
+        keys = await forget_old_keys(session, now=now)
+    async with res.sessionmaker() as session, session.begin():
         events = await forget_old_events(
             session, days=res.settings.webhooks.retention_days, now=now
         )
@@ -147,6 +150,7 @@ async def purge_positions_at(res: Resources, now: datetime) -> dict[str, int]:
         "submission_positions_erased": submissions,
         "photo_positions_erased": photos,
         "rate_limit_windows_forgotten": windows,
+        "idempotency_keys_forgotten": keys,
         "webhook_events_forgotten": events,
     }
     _log("purge_positions", now, done)

@@ -830,3 +830,24 @@ class WebhookAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_webhook_attempt_delivery_id_id", "delivery_id", "id"),)
+
+
+class IdempotencyKey(Base):
+    """A creating request's Idempotency-Key: the first request's fingerprint and answer, which
+    a retry with the same key gets again (api.idempotency). The answer is written in the
+    transaction of the effect; until then the row is the claim that makes a concurrent
+    duplicate wait."""
+
+    __tablename__ = "idempotency_key"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("user.id", ondelete="CASCADE"), primary_key=True
+    )
+    route: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (Index("ix_idempotency_key_created_at", "created_at"),)

@@ -24,6 +24,7 @@ from api import audit
 from api.alerts import raise_alerts
 from api.deps import CurrentWorker, SessionDep, SettingsDep
 from api.errors import Conflict, Forbidden, NotFound
+from api.idempotency import IdempotencyKeyHeader, idempotent
 from api.models import (
     Campaign,
     CampaignStatus,
@@ -390,6 +391,7 @@ async def sweep(
 @router.post(
     "/v1/tasks/{task_id}/reservations",
     status_code=201,
+    response_model=ReservationOut,
     dependencies=[ReservationLimit],
     responses={200: {"model": ReservationOut, "description": "You already hold this task"}},
 )
@@ -398,25 +400,35 @@ async def reserve_route(
     worker: CurrentWorker,
     session: SessionDep,
     settings: SettingsDep,
-    response: Response,
     request: Request,
-) -> ReservationOut:
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
     """Reserve an open task. 409 `task_taken` if another worker holds it, 409
     `too_many_reservations` past the cap. Repeating the call for a task you already hold
     returns that reservation (200) instead of a second one."""
-    try:
-        reservation, created = await reserve(
-            session, task_id=task_id, worker=worker, cap=settings.work.reservation_cap
-        )
-    except Conflict as exc:
-        if exc.code == "task_taken":
-            count_reservations_now(request, "taken")
-        raise
-    if created:
-        count_reservations(request, session, "created")
-    else:
-        response.status_code = 200
-    return await reservation_out(session, reservation)
+
+    async def reserve_and_answer() -> tuple[int, ReservationOut]:
+        try:
+            reservation, created = await reserve(
+                session, task_id=task_id, worker=worker, cap=settings.work.reservation_cap
+            )
+        except Conflict as exc:
+            if exc.code == "task_taken":
+                count_reservations_now(request, "taken")
+            raise
+        if created:
+            count_reservations(request, session, "created")
+        return 201 if created else 200, await reservation_out(session, reservation)
+
+    return await idempotent(
+        session,
+        user_id=worker.id,
+        route="POST /v1/tasks/{task_id}/reservations",
+        key=idempotency_key,
+        request={"task_id": str(task_id)},
+        status_code=201,
+        run=reserve_and_answer,
+    )
 
 
 @router.get("/v1/me/reservations")

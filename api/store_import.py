@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import CurrentClient, SessionDep
 from api.errors import Conflict, Invalid, UnsupportedMediaType
+from api.idempotency import IdempotencyKeyHeader, idempotent
 from api.models import Store, User
 from api.schemas import ERROR_RESPONSES, TEXT_VALUES
 from api.stores import StoreIn, store_row_values
@@ -212,6 +214,7 @@ async def import_stores(
 @router.post(
     "/v1/stores/import",
     status_code=201,
+    response_model=ImportResult,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -224,17 +227,26 @@ async def import_stores(
     responses={415: {"description": "Neither CSV nor GeoJSON"}},
 )
 async def import_stores_route(
-    request: Request, client: CurrentClient, session: SessionDep
-) -> ImportResult:
+    request: Request,
+    client: CurrentClient,
+    session: SessionDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
     """Import stores from a CSV file (header: name, lat, lon, timezone and optionally
     external_ref, address, geofence_radius_m, opening_hours) or a GeoJSON FeatureCollection of
     Points with the same properties. Either every store lands or none does: a refused import
     answers 422 with each error's line (CSV, header = line 1) or feature number, field and reason.
     """
     payload = await request.body()
-    return await import_stores(
+    content_type = request.headers.get("content-type", "")
+    return await idempotent(
         session,
-        client=client,
-        payload=payload,
-        content_type=request.headers.get("content-type", ""),
+        user_id=client.id,
+        route="POST /v1/stores/import",
+        key=idempotency_key,
+        request={"content_type": content_type, "sha256": hashlib.sha256(payload).hexdigest()},
+        status_code=201,
+        run=lambda: import_stores(
+            session, client=client, payload=payload, content_type=content_type
+        ),
     )

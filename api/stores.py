@@ -8,7 +8,7 @@ from functools import cache
 from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
 from shapely.geometry import Point, shape
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import CurrentClient, SessionDep
 from api.errors import Conflict, Invalid
+from api.idempotency import IdempotencyKeyHeader, idempotent
 from api.models import Store, User
 from api.schemas import (
     ERROR_RESPONSES,
@@ -236,9 +237,22 @@ def wants_geojson(accept: str | None, format_: str | None) -> bool:
     return format_ == "geojson" or (accept is not None and GEOJSON_MEDIA_TYPE in accept)
 
 
-@router.post("/v1/stores", status_code=201)
-async def create_store_route(body: StoreIn, client: CurrentClient, session: SessionDep) -> StoreOut:
-    return await create_store(session, client=client, store=body)
+@router.post("/v1/stores", status_code=201, response_model=StoreOut)
+async def create_store_route(
+    body: StoreIn,
+    client: CurrentClient,
+    session: SessionDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    return await idempotent(
+        session,
+        user_id=client.id,
+        route="POST /v1/stores",
+        key=idempotency_key,
+        request=body.model_dump(mode="json"),
+        status_code=201,
+        run=lambda: create_store(session, client=client, store=body),
+    )
 
 
 @router.get(

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +20,7 @@ from api.alerts import raise_alerts
 from api.campaigns import own_campaign
 from api.deps import CurrentAdmin, CurrentClient, CurrentWorker, SessionDep, SettingsDep
 from api.errors import Conflict, NotFound
+from api.idempotency import IdempotencyKeyHeader, idempotent
 from api.models import Task, TaskReport, TaskStatus, User
 from api.reason_codes import describe, require_code
 from api.schemas import ERROR_RESPONSES, Body, Text
@@ -298,17 +299,26 @@ async def decide(
     return decided
 
 
-@router.post("/v1/tasks/{task_id}/reports", status_code=201)
+@router.post("/v1/tasks/{task_id}/reports", status_code=201, response_model=ReportReceipt)
 async def report_route(
     task_id: uuid.UUID,
     body: TaskReportIn,
     worker: CurrentWorker,
     session: SessionDep,
     settings: SettingsDep,
-) -> ReportReceipt:
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
     """Flag a task as misleading, unethical, unsafe or illegal, once per task. Enough
     independent reports hide it until an admin decides; its client is told why."""
-    return await report(session, task_id=task_id, worker=worker, body=body, settings=settings)
+    return await idempotent(
+        session,
+        user_id=worker.id,
+        route="POST /v1/tasks/{task_id}/reports",
+        key=idempotency_key,
+        request={"task_id": str(task_id), **body.model_dump(mode="json")},
+        status_code=201,
+        run=lambda: report(session, task_id=task_id, worker=worker, body=body, settings=settings),
+    )
 
 
 @router.get("/v1/campaigns/{campaign_id}/reports")

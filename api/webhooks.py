@@ -11,13 +11,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import CurrentClient, SessionDep, SettingsDep
 from api.errors import Conflict, NotFound
+from api.idempotency import IdempotencyKeyHeader, idempotent
 from api.models import Organization, User, WebhookEndpoint
 from api.outbox import PING, EventType, emit
 from api.schemas import ERROR_RESPONSES, Body
@@ -295,17 +296,29 @@ async def ping(session: AsyncSession, *, client: User, endpoint_id: uuid.UUID) -
 PageSize = Annotated[int, Query(ge=1, le=500)]
 
 
-@router.post("/v1/webhooks", status_code=201)
+@router.post("/v1/webhooks", status_code=201, response_model=EndpointCreated)
 async def create_endpoint_route(
-    body: EndpointIn, client: CurrentClient, session: SessionDep, settings: SettingsDep
-) -> EndpointCreated:
+    body: EndpointIn,
+    client: CurrentClient,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
     """Register an endpoint for your organization's events. The answer holds the signing
     secret, once: calls carry `Terrain-Signature: t=<unix>,v1=<hex HMAC-SHA256 of
     "<t>.<raw body>">`. Delivery is at least once: dedupe on `Terrain-Event-Id`.
 
     422 `webhook_url_not_https`, `webhook_url_invalid`, `webhook_url_unresolvable`,
     `webhook_url_private` (resolves to a private, loopback or link-local address)."""
-    return await create_endpoint(session, client=client, body=body, settings=settings.webhooks)
+    return await idempotent(
+        session,
+        user_id=client.id,
+        route="POST /v1/webhooks",
+        key=idempotency_key,
+        request=body.model_dump(mode="json"),
+        status_code=201,
+        run=lambda: create_endpoint(session, client=client, body=body, settings=settings.webhooks),
+    )
 
 
 @router.get("/v1/webhooks")
