@@ -1,9 +1,12 @@
-"""Alert areas and alerts: a worker marks the areas they pass through and hears about new or
-reopened tasks there, instead of refreshing the app and racing others.
+"""Alert areas and alerts: a worker marks the areas they pass through and hears about tasks
+there when they can be taken (launched, their campaign's start reached, or reopened), instead of
+refreshing the app and racing others.
 
 Matching is one spatial join per launch or reopening, not a loop over workers. A worker gets at
 most one alert per task and a bounded number per hour; an alert only exists for a worker whose
-area contains the task, so a task's location is never revealed outside it.
+area contains the task, so a task's location is never revealed outside it. A task that cannot
+be taken yet (its campaign starts later) raises no alert; the sweep that expires reservations
+announces it once its campaign has started (``announce_started_tasks``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from api.schemas import (
     valid_polygon,
 )
 from api.settings import Settings
+from api.tasks import AVAILABLE_SQL
 
 router = APIRouter(tags=["alerts"], responses=ERROR_RESPONSES)
 
@@ -99,14 +103,19 @@ class AlertPage(BaseModel):
     next_after_id: int | None
 
 
-# Each branch can use its GiST index: circles through a constant-distance probe on their centre
-# (then the exact radius), polygons through covering.
+# Only tasks that can be taken now (the availability nearby and reservations use, in an active
+# campaign): an alert for a task that answers 409 is noise. Those are marked announced. Each
+# branch can use its GiST index: circles through a constant-distance probe on their centre (then
+# the exact radius), polygons through covering.
 _MATCH = text(
-    """
+    f"""
     WITH fresh AS (
         SELECT t.id, t.location, c.reward_cents, c.onsite_minutes
         FROM task t JOIN campaign c ON c.id = t.campaign_id
-        WHERE t.id = ANY(CAST(:task_ids AS uuid[])) AND t.status = 'open'
+        WHERE t.id = ANY(CAST(:task_ids AS uuid[])) AND {AVAILABLE_SQL} AND c.status = 'active'
+    ), announced AS (
+        UPDATE task SET announced_at = now()
+        FROM fresh WHERE task.id = fresh.id AND task.announced_at IS NULL
     ), matched AS (
         SELECT DISTINCT a.worker_id, f.id AS task_id
         FROM fresh f
@@ -148,11 +157,39 @@ def circle_bounds_wkt(lat: float, lon: float, radius_m: float) -> str:
 async def raise_alerts(
     session: AsyncSession, task_ids: Sequence[uuid.UUID], *, per_hour: int
 ) -> None:
-    """Alerts for these (new or reopened) tasks, for every worker whose area holds them."""
+    """Alerts for these (new or reopened) tasks that can be taken now, for every worker whose
+    area holds them; the others are announced when their campaign starts."""
     if task_ids:
         await session.execute(
             _MATCH, {"task_ids": [str(t) for t in task_ids], "per_hour": per_hour}
         )
+
+
+# Open tasks never announced that can be taken now: their campaign started since the launch.
+# Locked without waiting, so two sweeps never announce the same task.
+_UNANNOUNCED = text(
+    f"""
+    SELECT t.id FROM task t JOIN campaign c ON c.id = t.campaign_id
+    WHERE t.announced_at IS NULL AND t.status = 'open' AND {AVAILABLE_SQL}
+      AND c.status = 'active'
+    ORDER BY t.starts_at, t.id
+    LIMIT :batch
+    FOR UPDATE OF t SKIP LOCKED
+    """
+)
+
+
+async def announce_started_tasks(session: AsyncSession, *, per_hour: int, batch: int = 1000) -> int:
+    """Alerts for the tasks whose campaign started since they were launched, once each (the
+    database's clock decides: an alert is only for a task that can be taken now). Returns how
+    many tasks were announced."""
+    announced = 0
+    while True:
+        ids = list(await session.scalars(_UNANNOUNCED, {"batch": batch}))
+        await raise_alerts(session, ids, per_hour=per_hour)
+        announced += len(ids)
+        if len(ids) < batch:
+            return announced
 
 
 async def add_area(

@@ -243,6 +243,9 @@ class Task(Base):
     reserved_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # When alert areas heard of the task because it could be taken (None: not yet, e.g. its
+    # campaign has not started); set by ``api.alerts``, so each task is announced once.
+    announced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Filled and kept by the database (migration 0011's trigger), never written here: the
     # campaign's on-site minutes, and the task's entry in GET /v1/tasks/nearby as compact JSON
     # (client, purpose, store, terms), read with the row the nearby search fetches anyway; the
@@ -273,6 +276,11 @@ class Task(Base):
         ),
         Index("ix_task_campaign_id_status", "campaign_id", "status"),
         Index("ix_task_store_id", "store_id"),
+        Index(
+            "ix_task_unannounced",
+            "starts_at",
+            postgresql_where=text("announced_at IS NULL AND status = 'open'"),
+        ),
         Index(
             "ix_task_reserved_until",
             "reserved_until",

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import audit
-from api.alerts import raise_alerts
+from api.alerts import announce_started_tasks, raise_alerts
 from api.deps import CurrentWorker, SessionDep, SettingsDep
 from api.errors import Conflict, Forbidden, NotFound
 from api.idempotency import IdempotencyKeyHeader, idempotent
@@ -378,13 +378,18 @@ async def sweep(
     session: AsyncSession, *, alerts_per_hour: int, now: datetime | None = None
 ) -> tuple[int, int, int]:
     """Expire overdue reservations, reopen their tasks, expire tasks past their campaign's end,
-    as of ``now`` (the database's clock when None).
+    as of ``now`` (the database's clock when None); alert workers to the tasks reopened, and to
+    those whose campaign has started since their launch (by the database's clock whatever
+    ``now`` says: an alert is for a task that can be taken at once).
 
     Reservations already stop blocking the moment they expire; this makes the stored state say
     so too. Returns (reservations expired, tasks reopened, tasks expired)."""
     row = (await session.execute(_SWEEP, {"now": now})).one()
     reopened = list(row[1] or [])
     await raise_alerts(session, reopened, per_hour=alerts_per_hour)
+    announced = await announce_started_tasks(session, per_hour=alerts_per_hour)
+    if announced:
+        log.info("sweep: %d tasks announced, their campaign having started", announced)
     return int(row[0]), len(reopened), int(row[2])
 
 
