@@ -8,21 +8,32 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from anyio import to_thread
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, BackgroundTasks, Header
 from pydantic import BaseModel, Field, WithJsonSchema
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import audit
 from api.deps import CurrentWorker, SessionDep, SettingsDep, StorageDep
 from api.errors import Conflict, Invalid, NotFound
-from api.models import Campaign, Photo, PhotoState, Reservation, Store, Task, User
+from api.models import (
+    AuditEvent,
+    Campaign,
+    Photo,
+    PhotoState,
+    Reservation,
+    ReservationState,
+    Store,
+    Task,
+    User,
+)
 from api.rate_limits import UploadLimit
-from api.reservations import lock_own_reservation, require_active
+from api.reservations import lock_own_reservation, own_reservation, require_active
 from api.schemas import (
     ERROR_RESPONSES,
     IDEMPOTENCY_KEY_MAX,
@@ -257,9 +268,37 @@ class UploadRefused(Invalid):
     keeps_changes = True
 
 
+async def _locked_photo(
+    session: AsyncSession, *, reservation_id: uuid.UUID, photo_id: uuid.UUID, worker: User
+) -> tuple[Reservation, Photo | None]:
+    """The reservation and the photo, both row-locked, as they are now."""
+    reservation = await lock_own_reservation(session, reservation_id=reservation_id, worker=worker)
+    photo = await session.scalar(
+        select(Photo)
+        .where(Photo.id == photo_id, Photo.reservation_id == reservation.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return reservation, photo
+
+
 async def _refuse(
-    session: AsyncSession, store: ObjectStore, photo: Photo, code: str, detail: str, **extra: Any
-) -> UploadRefused:
+    session: AsyncSession,
+    store: ObjectStore,
+    *,
+    reservation_id: uuid.UUID,
+    photo_id: uuid.UUID,
+    worker: User,
+    code: str,
+    detail: str,
+    **extra: Any,
+) -> UploadRefused | PhotoOut:
+    """Refuse the photo if it is still waiting to be checked; what it is now otherwise."""
+    _, photo = await _locked_photo(
+        session, reservation_id=reservation_id, photo_id=photo_id, worker=worker
+    )
+    if photo is None or photo.state != PhotoState.pending:
+        return await _settled(session, photo)
     await store.delete(photo.object_key)
     photo.state = PhotoState.refused
     photo.refusal_code = code
@@ -274,6 +313,20 @@ async def _refuse(
         code=code,
     )
     return UploadRefused(detail, code=code, photo_id=str(photo.id), **extra)
+
+
+async def _settled(session: AsyncSession, photo: Photo | None) -> PhotoOut:
+    """The answer for a photo that is no longer waiting: checked (a retried call), refused or
+    deleted."""
+    if photo is None:
+        raise NotFound("No such photo.", code="photo_not_found")
+    if photo.state == PhotoState.refused:
+        raise Conflict(
+            "This upload was refused; delete it and ask for a new upload.",
+            code="photo_refused",
+            refusal_code=photo.refusal_code,
+        )
+    return photo_out(photo, await _exif_point(session, photo))
 
 
 async def _photo_context(
@@ -303,6 +356,44 @@ async def _photo_context(
     )
 
 
+@dataclass(frozen=True)
+class _Refusal:
+    code: str
+    detail: str
+
+
+async def _examine(
+    store: ObjectStore, photo: Photo, settings: Settings
+) -> PhotoFacts | _Refusal | None:
+    """Read what arrived and check it against the grant, then decode it: the facts, why it is
+    refused, or None when nothing has arrived yet. Touches no database."""
+    arrived = await store.head(photo.object_key)
+    if arrived is None:
+        return None
+    if arrived.size != photo.size_bytes:
+        return _Refusal(
+            "upload_size_mismatch",
+            f"The upload has {arrived.size} bytes; {photo.size_bytes} were announced.",
+        )
+    if arrived.content_type and arrived.content_type != photo.content_type:
+        return _Refusal(
+            "upload_type_mismatch",
+            f"The upload is {arrived.content_type}; {photo.content_type} was announced.",
+        )
+    data = await store.read(photo.object_key, max_bytes=photo.size_bytes)
+    digest = await to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
+    if digest != photo.sha256:
+        return _Refusal(
+            "upload_checksum_mismatch", "The upload's SHA-256 differs from the one announced."
+        )
+    try:
+        return await to_thread.run_sync(
+            lambda: read_photo(data, max_bytes=settings.storage.max_photo_bytes)
+        )
+    except UnreadablePhoto as exc:
+        return _Refusal(exc.code, exc.message)
+
+
 async def complete_upload(
     session: AsyncSession,
     store: ObjectStore,
@@ -312,80 +403,132 @@ async def complete_upload(
     worker: User,
     settings: Settings,
 ) -> PhotoOut:
-    reservation = await lock_own_reservation(session, reservation_id=reservation_id, worker=worker)
+    """Check an upload in three steps, so that no lock or pooled connection is held while the
+    bytes are read and decoded: read the photo's row, examine the object with no transaction
+    open, then lock the reservation and the photo, re-check, and write the result only if the
+    photo is still waiting (a concurrent complete or delete may have settled it meanwhile)."""
+    reservation = await own_reservation(session, reservation_id=reservation_id, worker=worker)
     photo = await session.scalar(
-        select(Photo)
-        .where(Photo.id == photo_id, Photo.reservation_id == reservation.id)
-        .with_for_update()
+        select(Photo).where(Photo.id == photo_id, Photo.reservation_id == reservation.id)
     )
-    if photo is None:
-        raise NotFound("No such photo.", code="photo_not_found")
-    if photo.state == PhotoState.completed:
-        return photo_out(photo, await _exif_point(session, photo))  # a retried call
-    if photo.state == PhotoState.refused:
-        raise Conflict(
-            "This upload was refused; ask for a new upload.",
-            code="photo_refused",
-            refusal_code=photo.refusal_code,
-        )
+    if photo is None or photo.state != PhotoState.pending:
+        return await _settled(session, photo)
     require_active(reservation)
-    arrived = await store.head(photo.object_key)
-    if arrived is None:
+    # Only rows were read: ending the transaction here hands the connection back to the pool
+    # for as long as the photo takes to read and decode (expire_on_commit is off).
+    await session.commit()
+
+    examined = await _examine(store, photo, settings)
+    if examined is None:
         raise Invalid(
             "Nothing has arrived for this photo yet: upload it first.", code="upload_missing"
         )
-    if arrived.size != photo.size_bytes:
-        raise await _refuse(
+    if isinstance(examined, _Refusal):
+        refused = await _refuse(
             session,
             store,
-            photo,
-            "upload_size_mismatch",
-            f"The upload has {arrived.size} bytes; {photo.size_bytes} were announced.",
+            reservation_id=reservation_id,
+            photo_id=photo_id,
+            worker=worker,
+            code=examined.code,
+            detail=examined.detail,
         )
-    if arrived.content_type and arrived.content_type != photo.content_type:
-        raise await _refuse(
-            session,
-            store,
-            photo,
-            "upload_type_mismatch",
-            f"The upload is {arrived.content_type}; {photo.content_type} was announced.",
-        )
-    data = await store.read(photo.object_key, max_bytes=photo.size_bytes)
-    digest = await to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
-    if digest != photo.sha256:
-        raise await _refuse(
-            session,
-            store,
-            photo,
-            "upload_checksum_mismatch",
-            "The upload's SHA-256 differs from the one announced.",
-        )
-    try:
-        facts: PhotoFacts = await to_thread.run_sync(
-            lambda: read_photo(data, max_bytes=settings.storage.max_photo_bytes)
-        )
-    except UnreadablePhoto as exc:
-        raise await _refuse(session, store, photo, exc.code, exc.message) from exc
+        if isinstance(refused, UploadRefused):
+            raise refused
+        return refused
+    facts = examined
+
+    reservation, photo = await _locked_photo(
+        session, reservation_id=reservation_id, photo_id=photo_id, worker=worker
+    )
+    if photo is None or photo.state != PhotoState.pending:
+        return await _settled(session, photo)
+    require_active(reservation)
     now = datetime.now(UTC)
     context = await _photo_context(session, reservation, now, settings)
-    checks = await to_thread.run_sync(photo_checks, facts, context)
+    checks = photo_checks(facts, context)
     # Untagged before it counts as complete: a failure here leaves the photo pending, to retry.
     await store.keep(photo.object_key)
-    photo.state = PhotoState.completed
-    photo.completed_at = now
-    photo.width, photo.height = facts.width, facts.height
     exif_point = None
     if facts.latitude is not None and facts.longitude is not None:
         exif_point = (facts.latitude, facts.longitude)
-        photo.exif_location = f"SRID=4326;POINT({facts.longitude!r} {facts.latitude!r})"
-    photo.exif_accuracy_m = facts.gps_accuracy_m
-    photo.captured_at = capture_time_utc(facts, context)
-    photo.capture_time_source = facts.capture_time_source
-    photo.phash = facts.phash  # 63 significant bits: fits a signed bigint
-    photo.phash_bands = phash_bands(facts.phash)
-    photo.checks = [check.as_json() for check in checks]
-    await session.flush()
-    return photo_out(photo, exif_point)
+    completed = await session.scalar(
+        update(Photo)
+        .where(Photo.id == photo.id, Photo.state == PhotoState.pending)
+        .values(
+            state=PhotoState.completed,
+            completed_at=now,
+            width=facts.width,
+            height=facts.height,
+            exif_location=(
+                f"SRID=4326;POINT({facts.longitude!r} {facts.latitude!r})" if exif_point else None
+            ),
+            exif_accuracy_m=facts.gps_accuracy_m,
+            captured_at=capture_time_utc(facts, context),
+            capture_time_source=facts.capture_time_source,
+            phash=facts.phash,  # 63 significant bits: fits a signed bigint
+            phash_bands=phash_bands(facts.phash),
+            checks=[check.as_json() for check in checks],
+        )
+        .returning(Photo)
+        .execution_options(populate_existing=True)
+    )
+    assert completed is not None  # the row is locked and was pending
+    return photo_out(completed, exif_point)
+
+
+async def delete_photo(
+    session: AsyncSession, *, reservation_id: uuid.UUID, photo_id: uuid.UUID, worker: User
+) -> str | None:
+    """Delete a photo of a reservation not yet submitted, whatever its state: a retake, a
+    refused upload, or a grant whose upload never came (its slot is free at once). Returns the
+    object key to delete once this is committed; None when it was deleted before."""
+    reservation = await lock_own_reservation(session, reservation_id=reservation_id, worker=worker)
+    if reservation.state == ReservationState.submitted:
+        raise Conflict(
+            "This reservation was submitted: its photos are part of the submission.",
+            code="already_submitted",
+        )
+    removed = (
+        await session.execute(
+            delete(Photo)
+            .where(Photo.id == photo_id, Photo.reservation_id == reservation.id)
+            .returning(Photo.object_key, Photo.state, Photo.checks)
+        )
+    ).first()
+    if removed is None:
+        # A repeated delete answers the same: the audit trail remembers the first one.
+        earlier = await session.scalar(
+            select(AuditEvent.id)
+            .where(
+                AuditEvent.object_type == "photo",
+                AuditEvent.object_id == photo_id,
+                AuditEvent.action == "photo.deleted",
+                AuditEvent.data["reservation_id"].astext == str(reservation.id),
+            )
+            .limit(1)
+        )
+        if earlier is None:
+            raise NotFound("No such photo.", code="photo_not_found")
+        return None
+    key, state, checks = removed
+    await audit.record(
+        session,
+        actor_id=worker.id,
+        subject_id=worker.id,
+        action="photo.deleted",
+        object_type="photo",
+        object_id=photo_id,
+        reservation_id=str(reservation.id),
+        state=state.value,
+        failed=[check["code"] for check in checks or [] if check["outcome"] == "fail"],
+    )
+    return key
+
+
+async def _delete_object(store: ObjectStore, key: str) -> None:
+    # A failure leaves an object no photo references, which the reconciler deletes.
+    await store.delete(key)
 
 
 @router.post(
@@ -441,7 +584,9 @@ async def complete_upload_route(
     settings: SettingsDep,
 ) -> PhotoOut:
     """Check what arrived against the grant (size, type, checksum; a mismatch is deleted and
-    answered 422), then run the per-photo checks and return them at once."""
+    answered 422), then run the per-photo checks and return them at once. A file a camera
+    would not write (too many JPEG scans or segments, oversized metadata, too many HEIC
+    images) is refused the same way, with a code naming the limit."""
     return await complete_upload(
         session,
         store,
@@ -450,3 +595,29 @@ async def complete_upload_route(
         worker=worker,
         settings=settings,
     )
+
+
+@router.delete(
+    "/v1/reservations/{reservation_id}/photos/{photo_id}",
+    status_code=204,
+    dependencies=[UploadLimit],
+)
+async def delete_photo_route(
+    reservation_id: uuid.UUID,
+    photo_id: uuid.UUID,
+    worker: CurrentWorker,
+    session: SessionDep,
+    store: StorageDep,
+    after_commit: BackgroundTasks,
+) -> None:
+    """Delete a photo before submitting, to retake it or to free its slot (a grant whose
+    upload never came included): it no longer counts towards the campaign's maximum nor the
+    verdict, and its file is deleted. Deleting it again answers the same; 409
+    `already_submitted` once the reservation is submitted."""
+    key = await delete_photo(
+        session, reservation_id=reservation_id, photo_id=photo_id, worker=worker
+    )
+    if key is not None:
+        # Background tasks run after the response, so after the commit: a delete that fails
+        # to commit never loses the photo's file.
+        after_commit.add_task(_delete_object, store, key)

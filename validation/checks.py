@@ -32,6 +32,10 @@ from validation.photo import PhotoFacts
 from validation.report import Check, Outcome, format_distance, format_duration
 from validation.thresholds import Thresholds
 
+# How a worker retakes a photo: the failed one is deleted (DELETE .../photos/{id}), so that it
+# counts neither towards the photo limit nor towards the verdict, and a new one is uploaded.
+RETAKE = "Delete this photo and upload a new one"
+
 
 @dataclass(frozen=True, slots=True)
 class PhotoContext:
@@ -74,7 +78,8 @@ def image_checks(facts: PhotoFacts, thresholds: Thresholds) -> list[Check]:
             f"Photo is {facts.width}x{facts.height} px."
             if short_side >= minimum
             else f"Photo is {facts.width}x{facts.height} px; "
-            f"at least {minimum} px are needed on the short side."
+            f"at least {minimum} px are needed on the short side. "
+            f"{RETAKE} taken at the camera's full resolution."
         ),
     )
     dark = facts.brightness < thresholds.min_brightness
@@ -85,7 +90,7 @@ def image_checks(facts: PhotoFacts, thresholds: Thresholds) -> list[Check]:
         threshold=thresholds.min_brightness,
         unit="luma",
         message=(
-            "Photo is too dark to read the shelf; retake it with more light."
+            f"Photo is too dark to read the shelf. {RETAKE} taken with more light."
             if dark
             else "Photo is bright enough."
         ),
@@ -98,7 +103,7 @@ def image_checks(facts: PhotoFacts, thresholds: Thresholds) -> list[Check]:
         threshold=thresholds.min_sharpness,
         unit="laplacian_variance",
         message=(
-            "Photo is blurred; hold the phone still and retake it."
+            f"Photo is blurred. {RETAKE} taken holding the phone still."
             if blurred
             else "Photo is sharp enough."
         ),
@@ -135,6 +140,7 @@ def gps_checks(facts: PhotoFacts, ctx: PhotoContext) -> list[Check]:
             radius_m=ctx.geofence_radius_m,
             accuracy_m=facts.gps_accuracy_m,
             thresholds=ctx.thresholds,
+            remedy=f"{RETAKE} taken inside the store.",
         ),
     ]
 
@@ -147,6 +153,7 @@ def geofence_check(
     radius_m: float,
     accuracy_m: float | None,
     thresholds: Thresholds,
+    remedy: str = "Take it inside the store.",
 ) -> Check:
     """Inside the fence widened by the reported accuracy, never by more than the cap."""
     allowed = radius_m + accuracy_widening(accuracy_m, thresholds)
@@ -161,7 +168,7 @@ def geofence_check(
         message=(
             f"{where}; allowed {format_distance(allowed)}."
             if inside
-            else f"{where}; allowed {format_distance(allowed)}. Take it inside the store."
+            else f"{where}; allowed {format_distance(allowed)}. {remedy}"
         ),
     )
 
@@ -241,7 +248,7 @@ def _window_check(captured: datetime, start: datetime, end: datetime, ctx: Photo
         before = ctx.reserved_at - captured
         message = (
             f"Photo taken {format_duration(before.total_seconds())} before you reserved the task; "
-            "photos must be taken after reserving."
+            f"photos must be taken after reserving. {RETAKE}."
         )
         outcome = "fail"
     elif captured > end:
@@ -280,7 +287,7 @@ def _fresh_check(captured: datetime, ctx: PhotoContext) -> Check:
             "Photo is recent."
             if fresh
             else f"Photo taken {format_duration(age_s)} before upload; photos must be uploaded "
-            f"within {format_duration(limit)} of being taken."
+            f"within {format_duration(limit)} of being taken. {RETAKE}."
         ),
     )
 

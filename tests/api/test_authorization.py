@@ -145,6 +145,12 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
         (401, 422, 403, 403, 403, 403),  # the worker has not uploaded yet
     ),
     (
+        "DELETE",
+        "/v1/reservations/{reservation_id}/photos/{photo_id}",
+        None,
+        (401, 204, 403, 403, 403, 403),
+    ),
+    (
         "POST",
         "/v1/reservations/{reservation_id}/submit",
         lambda w: {"json": DEVICE_FIX, "headers": {"Idempotency-Key": "matrix-key-1"}},

@@ -171,7 +171,8 @@ async def test_a_photo_from_elsewhere_is_rejected_with_the_distance(http, factor
     assert fence["value"] == pytest.approx(2300, abs=0.5)
     assert fence["threshold"] == 58.0  # 50 m fence widened by the 8 m accuracy
     assert fence["message"] == (
-        "Photo taken 2.3 km from the store; allowed 58 m. Take it inside the store."
+        "Photo taken 2.3 km from the store; allowed 58 m. "
+        "Delete this photo and upload a new one taken inside the store."
     )
     submitted = await submit(http, worker, reservation_id, device_fix())
     assert submitted.json()["verdict"] == "rejected"

@@ -279,7 +279,10 @@ def test_small_photo_fails_resolution():
     photo = encode(scene(1200, 900))
     check = checks_for(photo)["image.resolution"]
     assert (check.outcome, check.value, check.threshold) == ("fail", 900.0, 1024.0)
-    assert check.message == "Photo is 1200x900 px; at least 1024 px are needed on the short side."
+    assert check.message == (
+        "Photo is 1200x900 px; at least 1024 px are needed on the short side. "
+        "Delete this photo and upload a new one taken at the camera's full resolution."
+    )
 
 
 def test_dark_and_blurred_photos_go_to_review():
