@@ -197,6 +197,7 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
         lambda w: {"json": {"message": "I was there"}},
         (401, 404, 403, 403, 403, 403),
     ),
+    ("POST", "/v1/submissions/{missing_id}/waive-appeal", None, (401, 404, 403, 403, 403, 403)),
     ("GET", "/v1/me/earnings", None, WORKER_ONLY),
     ("POST", "/v1/payouts", None, (401, 403, 403, 403, 403, 409)),  # nothing to pay yet
     ("GET", "/v1/payouts/{missing_id}/csv", None, (401, 403, 403, 403, 403, 404)),
