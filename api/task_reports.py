@@ -22,7 +22,7 @@ from api.deps import CurrentAdmin, CurrentClient, CurrentWorker, SessionDep, Set
 from api.errors import Conflict, NotFound
 from api.idempotency import IdempotencyKeyHeader, idempotent
 from api.models import Task, TaskReport, TaskStatus, User
-from api.reason_codes import describe, require_code
+from api.reason_codes import REASON_CODES, describe, require_code
 from api.schemas import ERROR_RESPONSES, Body, Text
 from api.settings import Settings
 
@@ -331,6 +331,9 @@ async def campaign_reports_route(
     return await reported_tasks(session, campaign_id=campaign_id)
 
 
+_ONE_OF_THE_REASONS = f"^({'|'.join(sorted(REASON_CODES['task_report']))})$"
+
+
 @router.get("/v1/task-reports")
 async def reported_tasks_route(
     admin: CurrentAdmin,
@@ -340,7 +343,8 @@ async def reported_tasks_route(
         Query(description="Only the tasks awaiting a decision (the default), or every one"),
     ] = True,
     reason_code: Annotated[
-        str | None, Query(max_length=64, description="Only tasks with a report of this reason")
+        str | None,
+        Query(pattern=_ONE_OF_THE_REASONS, description="Only tasks with a report of this reason"),
     ] = None,
     status: TaskStatus | None = None,
     campaign_id: uuid.UUID | None = None,
@@ -348,8 +352,6 @@ async def reported_tasks_route(
     """Reported tasks, with every report. By default the admins' queue: tasks hidden by
     reports and tasks reported as unsafe or illegal (severe: one report is enough), severe
     first, then the longest waiting. `awaiting_decision=false` lists every reported task."""
-    if reason_code is not None:
-        require_code("task_report", reason_code)
     return await reported_tasks(
         session,
         campaign_id=campaign_id,

@@ -176,6 +176,24 @@ ACCEPTED_REFUSALS: dict[str, dict[str, str]] = {
         )
     },
 }
+# Every creating route takes an Idempotency-Key (api/idempotency.py): a generated key that an
+# earlier example used with another request is refused for that state.
+for _operation in (
+    "POST /v1/campaigns",
+    "POST /v1/stores",
+    "POST /v1/stores/import",
+    "POST /v1/assignments",
+    "POST /v1/tasks/{task_id}/reservations",
+    "POST /v1/tasks/{task_id}/reports",
+    "POST /v1/me/alert-areas",
+    "POST /v1/webhooks",
+    "POST /v1/submissions/{submission_id}/appeal",
+    "POST /v1/submissions/{submission_id}/dispute",
+):
+    ACCEPTED_REFUSALS[_operation] = {
+        **ACCEPTED_REFUSALS.get(_operation, {}),
+        "idempotency_key_reused": "state: a key an earlier request used for another request",
+    }
 # PostgreSQL text cannot hold U+0000: the API refuses it in any JSON body, and the database
 # refuses it in any other text (form fields, query strings), both with 422. Only for requests
 # that carry one.

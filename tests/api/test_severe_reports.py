@@ -64,7 +64,7 @@ async def test_one_severe_report_reaches_the_admins_at_once_and_first(http, fact
     assert [t[0] for t in by_status] == [str(hidden)]
     assert await queue(http, admin, f"?campaign_id={uuid.uuid4()}") == []
     unknown = await http.get("/v1/task-reports?reason_code=boring", headers=admin.headers)
-    assert (unknown.status_code, unknown.json()["code"]) == (422, "unknown_reason_code")
+    assert (unknown.status_code, unknown.json()["code"]) == (422, "invalid_request")
 
 
 async def test_an_admin_settles_a_severe_report_by_removing_or_keeping_the_task(http, factory, db):
