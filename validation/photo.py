@@ -173,6 +173,13 @@ def open_photo(
             "metadata_too_large",
             f"The photo's EXIF metadata is over {limit // 1024} KiB; a camera writes a few KiB.",
         )
+    if len(image.info.get("icc_profile") or b"") > thresholds.MAX_ICC_PROFILE_BYTES:
+        image.close()
+        limit = thresholds.MAX_ICC_PROFILE_BYTES
+        raise UnreadablePhoto(
+            "metadata_too_large",
+            f"The photo's colour profile is over {limit // 1024} KiB; a camera writes a few KiB.",
+        )
     return image, photo_format
 
 

@@ -74,6 +74,11 @@ MAX_JPEG_EXTRANEOUS_BYTES = 1024
 # a 1 MiB EXIF block took 2 s, 24 MiB 18 s; 24 MiB of Photoshop resources 3.7 s. The Exif
 # standard fits EXIF in one APP1 segment (64 KiB); camera files measure up to 50 KiB.
 MAX_PARSED_METADATA_BYTES = 64 * 1024
+# An ICC colour profile: Pillow joins its APP2 chunks (up to 16 MiB) and LittleCMS parses every
+# table in it and builds a transform from them when a copy is made for clients, so the cost
+# follows its size. Phone and camera profiles are 0.5 to 4 KiB (the corpus: at most 3,144
+# bytes, sRGB IEC61966-2.1); 256 KiB leaves room for table-based display profiles.
+MAX_ICC_PROFILE_BYTES = 256 * 1024
 # Items in a HEIF file (image tiles, thumbnails, EXIF, auxiliary images). An iPhone HEIC has
 # about 50 (a 48-tile grid and the rest); a 48-megapixel photo in 512-pixel tiles has 192
 # tiles. Each tile costs a decoder set-up: a grid of tens of thousands of tiny tiles is a bomb.

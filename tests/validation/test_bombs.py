@@ -7,7 +7,7 @@ import io
 
 import pillow_heif
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from validation import UnreadablePhoto, read_photo, sanitize, thresholds
 from validation.exif import EXIF_BLOCK, GPS_POSITION
@@ -127,6 +127,37 @@ def test_a_heic_with_exif_over_64_kib_is_refused() -> None:
         "metadata_too_large",
         "The photo's EXIF metadata is over 64 KiB; a camera writes a few KiB.",
     )
+
+
+def icc_jpeg(profile: bytes) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 110, 130)).save(out, "JPEG", icc_profile=profile)
+    return out.getvalue()
+
+
+def icc_heic(profile: bytes) -> bytes:
+    out = io.BytesIO()
+    picture = pillow_heif.from_pillow(Image.new("RGB", (64, 48), (90, 110, 130)))
+    picture.info["icc_profile"] = profile
+    picture.save(out, format="HEIF", quality=30)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("build", [icc_jpeg, icc_heic], ids=["jpeg", "heic"])
+def test_a_colour_profile_over_the_limit_is_refused_before_littlecms_sees_it(build) -> None:
+    limit = thresholds.MAX_ICC_PROFILE_BYTES
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert read_photo(build(srgb)).width == 64
+    # Exactly at the limit is read; one byte more is refused, by read_photo and sanitize alike.
+    assert read_photo(build(srgb + b"\0" * (limit - len(srgb)))).width == 64
+    expected = (
+        "metadata_too_large",
+        "The photo's colour profile is over 256 KiB; a camera writes a few KiB.",
+    )
+    assert refusal(build(srgb + b"\0" * (limit + 1 - len(srgb)))) == expected
+    with pytest.raises(UnreadablePhoto) as raised:
+        sanitize(build(srgb + b"\0" * (limit + 1 - len(srgb))))
+    assert raised.value.code == "metadata_too_large"
 
 
 # --- HEIC grids ------------------------------------------------------------------------------
