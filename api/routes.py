@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api import audit
 from api.deps import CurrentWorker, SessionDep, SettingsDep
 from api.errors import Conflict, Invalid
+from api.idempotency import IdempotencyKeyHeader, idempotent
 from api.models import Reservation, ReservationState, User
 from api.observability import count_reservations, count_reservations_now
 from api.rate_limits import ReservationLimit
@@ -433,32 +434,49 @@ async def suggest_route(
     return await suggest(session, body, worker, settings)
 
 
-@router.post("/v1/routes/reserve", status_code=201, dependencies=[ReservationLimit])
+@router.post(
+    "/v1/routes/reserve",
+    status_code=201,
+    response_model=RouteReservationOut,
+    dependencies=[ReservationLimit],
+    responses={200: {"model": RouteReservationOut, "description": "You already hold them"}},
+)
 async def reserve_route_route(
     body: RouteReservationIn,
     worker: CurrentWorker,
     session: SessionDep,
     settings: SettingsDep,
-    response: Response,
     request: Request,
-) -> RouteReservationOut:
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
     """Reserve every task of a route in one transaction, or none: 409 `tasks_taken` names
     exactly the tasks no longer available, so the app can plan again. Repeating a request
     whose tasks you already hold returns those reservations (200)."""
-    try:
-        reservations, created = await reserve_route(
-            session, worker=worker, body=body, settings=settings
+
+    async def reserve_and_answer() -> tuple[int, RouteReservationOut]:
+        try:
+            reservations, created = await reserve_route(
+                session, worker=worker, body=body, settings=settings
+            )
+        except Conflict as exc:
+            if exc.code == "tasks_taken":
+                count_reservations_now(request, "taken")
+            raise
+        if created:
+            count_reservations(request, session, "created", len(reservations))
+        answer = RouteReservationOut(
+            reservations=[
+                {"id": r.id, "task_id": r.task_id, "expires_at": r.expires_at} for r in reservations
+            ]
         )
-    except Conflict as exc:
-        if exc.code == "tasks_taken":
-            count_reservations_now(request, "taken")
-        raise
-    if created:
-        count_reservations(request, session, "created", len(reservations))
-    else:
-        response.status_code = 200
-    return RouteReservationOut(
-        reservations=[
-            {"id": r.id, "task_id": r.task_id, "expires_at": r.expires_at} for r in reservations
-        ]
+        return 201 if created else 200, answer
+
+    return await idempotent(
+        session,
+        user_id=worker.id,
+        route="POST /v1/routes/reserve",
+        key=idempotency_key,
+        request=body.model_dump(mode="json"),
+        status_code=201,
+        run=reserve_and_answer,
     )

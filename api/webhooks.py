@@ -59,7 +59,8 @@ class EndpointOut(BaseModel):
 
 class EndpointCreated(EndpointOut):
     secret: str = Field(
-        description="Signs every call (Terrain-Signature); shown only in this answer"
+        description="Signs every call (Terrain-Signature); shown only in this answer, which a "
+        "retry with the same Idempotency-Key gets again"
     )
 
 
@@ -310,6 +311,8 @@ async def create_endpoint_route(
 
     422 `webhook_url_not_https`, `webhook_url_invalid`, `webhook_url_unresolvable`,
     `webhook_url_private` (resolves to a private, loopback or link-local address)."""
+    # A replay is this answer, secret included: acceptable because keys are per user, so only
+    # the user who registered the endpoint, retrying with their own key, ever gets it again.
     return await idempotent(
         session,
         user_id=client.id,

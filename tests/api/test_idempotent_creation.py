@@ -18,6 +18,7 @@ from tests.api.test_campaigns import campaign_body
 from tests.api.test_idempotency import CONCURRENCY, at_once
 from tests.api.test_my_data import open_tasks
 from tests.api.test_photos import STORE
+from tests.api.test_settlement import submitted
 from tests.conftest import Account, Factory, table_fingerprint
 
 KEY = {"Idempotency-Key": "retry-me-0001"}
@@ -28,10 +29,18 @@ class Case:
     account: Account
     first: tuple[str, dict[str, Any]]  # path and httpx arguments
     other: tuple[str, dict[str, Any]]  # the same key on another request
-    effect: str  # SQL counting what the request creates
+    effect: str  # SQL reading what the request creates
+    once: Any = 1  # the effect after exactly one request
+    # A colleague's same key is another request, run as such: its status, and the effect after.
+    colleague: tuple[int, Any] = (201, 2)
+    route: str | None = None  # as the key is kept, when the path has parameters
+
+    @property
+    def kept_route(self) -> str:
+        return self.route or f"POST {self.first[0]}"
 
 
-async def campaigns(factory: Factory) -> Case:
+async def campaigns(http, factory: Factory) -> Case:
     client = await factory.account(Role.client)
     await factory.stores_at(client.organization_id, [(48.85, 2.35), (48.86, 2.36)])
     return Case(
@@ -42,7 +51,7 @@ async def campaigns(factory: Factory) -> Case:
     )
 
 
-async def stores(factory: Factory) -> Case:
+async def stores(http, factory: Factory) -> Case:
     client = await factory.account(Role.client)
     store = {"name": "Bastille", "lat": STORE[0], "lon": STORE[1], "timezone": "Europe/Paris"}
     return Case(
@@ -53,7 +62,7 @@ async def stores(factory: Factory) -> Case:
     )
 
 
-async def store_import(factory: Factory) -> Case:
+async def store_import(http, factory: Factory) -> Case:
     client = await factory.account(Role.client)
     csv = b"name,lat,lon,timezone\nBastille,48.853,2.369,Europe/Paris\nNation,48.848,2.396,UTC\n"
 
@@ -68,7 +77,7 @@ async def store_import(factory: Factory) -> Case:
     )
 
 
-async def alert_areas(factory: Factory) -> Case:
+async def alert_areas(http, factory: Factory) -> Case:
     worker = await factory.account(Role.worker)
     area = {"circle": {"lat": STORE[0], "lon": STORE[1], "radius_m": 500}}
     return Case(
@@ -79,7 +88,7 @@ async def alert_areas(factory: Factory) -> Case:
     )
 
 
-async def assignments(factory: Factory) -> Case:
+async def assignments(http, factory: Factory) -> Case:
     await open_tasks(factory, 2)
     worker = await factory.account(Role.worker)
     spot = {"lat": STORE[0], "lon": STORE[1]}
@@ -91,7 +100,7 @@ async def assignments(factory: Factory) -> Case:
     )
 
 
-async def task_reservations(factory: Factory) -> Case:
+async def task_reservations(http, factory: Factory) -> Case:
     _, _, (task_id, other_task) = await open_tasks(factory, 2)
     worker = await factory.account(Role.worker)
     return Case(
@@ -102,7 +111,7 @@ async def task_reservations(factory: Factory) -> Case:
     )
 
 
-async def task_reports(factory: Factory) -> Case:
+async def task_reports(http, factory: Factory) -> Case:
     _, _, (task_id,) = await open_tasks(factory)
     worker = await factory.account(Role.worker)
     report = {"reason_code": "misleading", "message": "No organic range in this store."}
@@ -111,6 +120,61 @@ async def task_reports(factory: Factory) -> Case:
         (f"/v1/tasks/{task_id}/reports", {"json": report}),
         (f"/v1/tasks/{task_id}/reports", {"json": report | {"reason_code": "unsafe"}}),
         "SELECT count(*) FROM task_report",
+    )
+
+
+async def route_reservations(http, factory: Factory) -> Case:
+    _, _, tasks = await open_tasks(factory, 3)
+    worker = await factory.account(Role.worker)
+
+    def route(task_ids: list[Any]) -> tuple[str, dict[str, Any]]:
+        body = {"task_ids": [str(t) for t in task_ids], "start": {"lat": STORE[0], "lon": STORE[1]}}
+        return "/v1/routes/reserve", {"json": body}
+
+    return Case(
+        worker,
+        route(tasks[:2]),
+        route(tasks[2:]),
+        "SELECT array_agg((task_id, worker_id, state::text) ORDER BY task_id) FROM reservation",
+        once=[(t, worker.id, "active") for t in sorted(tasks[:2])],
+    )
+
+
+async def webhooks(http, factory: Factory) -> Case:
+    client = await factory.account(Role.client)
+    hook = {"url": "https://1.1.1.1/hooks", "event_types": ["task.approved"]}
+    return Case(
+        client,
+        ("/v1/webhooks", {"json": hook}),
+        ("/v1/webhooks", {"json": hook | {"event_types": ["task.rejected"]}}),
+        "SELECT count(*) FROM webhook_endpoint",
+    )
+
+
+async def appeals(http, factory: Factory) -> Case:
+    work = await submitted(http, factory, "rejected")
+    path = f"/v1/submissions/{work.id}/appeal"
+    return Case(
+        work.worker,
+        (path, {"json": {"message": "I was inside the store."}}),
+        (path, {"json": {"message": "The shelf is on the left."}}),
+        "SELECT count(*) FROM appeal",
+        route="POST /v1/submissions/{submission_id}/appeal",
+    )
+
+
+async def disputes(http, factory: Factory) -> Case:
+    work = await submitted(http, factory)
+    path = f"/v1/submissions/{work.id}/dispute"
+    dispute = {"reason_code": "incomplete", "message": "Only one photo."}
+    return Case(
+        work.client,
+        (path, {"json": dispute}),
+        (path, {"json": dispute | {"reason_code": "wrong_subject"}}),
+        "SELECT count(*) FROM dispute",
+        # A colleague's dispute of the same work is a second dispute, refused as such.
+        colleague=(409, 1),
+        route="POST /v1/submissions/{submission_id}/dispute",
     )
 
 
@@ -127,6 +191,10 @@ CASES: list[Callable[[Factory], Awaitable[Case]]] = [
     assignments,
     task_reservations,
     task_reports,
+    route_reservations,
+    webhooks,
+    appeals,
+    disputes,
 ]
 
 
@@ -134,7 +202,7 @@ CASES: list[Callable[[Factory], Awaitable[Case]]] = [
 async def test_a_retry_with_the_key_replays_the_first_answer_and_makes_one_effect(
     arrange, http, factory, db
 ):
-    case = await arrange(factory)
+    case = await arrange(http, factory)
     path, kwargs = case.first
     headers = kwargs.get("headers", {}) | case.account.headers | KEY
 
@@ -144,7 +212,7 @@ async def test_a_retry_with_the_key_replays_the_first_answer_and_makes_one_effec
     first = await send(path, kwargs)
     assert first.status_code == 201, first.text
     assert "idempotent-replayed" not in first.headers
-    assert await db.fetchval(case.effect) == 1
+    assert await db.fetchval(case.effect) == case.once
     before = unchanged(await table_fingerprint(db))
 
     again = await send(path, kwargs)
@@ -157,19 +225,20 @@ async def test_a_retry_with_the_key_replays_the_first_answer_and_makes_one_effec
         "code": "idempotency_key_reused",
     }
     assert unchanged(await table_fingerprint(db)) == before
-    assert await db.fetchval(case.effect) == 1
+    assert await db.fetchval(case.effect) == case.once
 
     # The key is the user's own: another user's same key is another request.
     if case.account.role == Role.client:
         colleague = await factory.account(Role.client, case.account.organization_id)
         theirs = await http.post(path, **(kwargs | {"headers": headers | colleague.headers}))
-        assert theirs.status_code == 201, theirs.text
+        status, effect = case.colleague
+        assert theirs.status_code == status, theirs.text
         assert "idempotent-replayed" not in theirs.headers
-        assert await db.fetchval(case.effect) == 2
+        assert await db.fetchval(case.effect) == effect
 
 
 async def test_without_a_key_each_request_is_its_own(http, factory, db):
-    case = await campaigns(factory)
+    case = await campaigns(http, factory)
     path, kwargs = case.first
     for _ in range(2):
         response = await http.post(path, headers=case.account.headers, **kwargs)
@@ -178,7 +247,7 @@ async def test_without_a_key_each_request_is_its_own(http, factory, db):
 
 
 async def test_a_refused_request_leaves_no_key(http, factory, db):
-    case = await campaigns(factory)
+    case = await campaigns(http, factory)
     path, kwargs = case.first
     headers = case.account.headers | KEY
     underpaid = await http.post(path, headers=headers, json=campaign_body(reward_cents=10))
@@ -190,9 +259,14 @@ async def test_a_refused_request_leaves_no_key(http, factory, db):
     assert await db.fetchval(case.effect) == 1
 
 
-@pytest.mark.parametrize("arrange", [campaigns, assignments], ids=["campaigns", "assignments"])
-async def test_concurrent_requests_with_one_key_make_one_effect(arrange, live_server, factory, db):
-    case = await arrange(factory)
+CONCURRENT_CASES = [campaigns, assignments, route_reservations, webhooks, appeals, disputes]
+
+
+@pytest.mark.parametrize("arrange", CONCURRENT_CASES, ids=[c.__name__ for c in CONCURRENT_CASES])
+async def test_concurrent_requests_with_one_key_make_one_effect(
+    arrange, live_server, http, factory, db
+):
+    case = await arrange(http, factory)
     path, kwargs = case.first
     headers = case.account.headers | KEY
     responses = await at_once(live_server, lambda c, _: c.post(path, headers=headers, **kwargs))
@@ -200,13 +274,13 @@ async def test_concurrent_requests_with_one_key_make_one_effect(arrange, live_se
     replayed = Counter(r.headers.get("idempotent-replayed") for r in responses)
     assert replayed == {None: 1, "true": CONCURRENCY - 1}
     assert len({r.content for r in responses}) == 1
-    assert await db.fetchval(case.effect) == 1
+    assert await db.fetchval(case.effect) == case.once
     (kept,) = await db.fetch("SELECT route, key, status_code FROM idempotency_key")
-    assert tuple(kept) == (f"POST {path}", KEY["Idempotency-Key"], 201)
+    assert tuple(kept) == (case.kept_route, KEY["Idempotency-Key"], 201)
 
 
 async def test_the_key_is_checked_at_the_edge(http, factory, db):
-    case = await campaigns(factory)
+    case = await campaigns(http, factory)
     path, kwargs = case.first
     before = await table_fingerprint(db)
     for key in ("short", "k" * 201):
@@ -220,3 +294,27 @@ async def test_the_key_is_checked_at_the_edge(http, factory, db):
     assert [(p["name"], p["in"], p["required"]) for p in parameters] == [
         ("Idempotency-Key", "header", False)
     ]
+
+
+async def test_a_replayed_webhook_registration_shows_the_secret_to_its_own_retry_only(
+    http, factory, db
+):
+    # The signing secret is shown once, in the registration's answer; a replay is that answer,
+    # so it shows it again, which is acceptable only because the key is the user's own.
+    case = await webhooks(http, factory)
+    path, kwargs = case.first
+    first = await http.post(path, headers=case.account.headers | KEY, **kwargs)
+    again = await http.post(path, headers=case.account.headers | KEY, **kwargs)
+    assert (first.status_code, again.headers["idempotent-replayed"]) == (201, "true")
+    secret = await db.fetchval("SELECT secret FROM webhook_endpoint")
+    assert first.json()["secret"] == again.json()["secret"] == secret
+
+    colleague = await factory.account(Role.client, case.account.organization_id)
+    theirs = await http.post(path, headers=colleague.headers | KEY, **kwargs)
+    assert theirs.status_code == 201
+    assert "idempotent-replayed" not in theirs.headers
+    assert theirs.json()["id"] != first.json()["id"]
+    assert theirs.json()["secret"] not in (secret, None)
+    shown = await http.get(f"/v1/webhooks/{first.json()['id']}", headers=colleague.headers)
+    assert shown.status_code == 200
+    assert "secret" not in shown.json()
