@@ -7,6 +7,7 @@ import secrets
 import uuid
 from typing import Annotated, Literal
 
+import asyncpg
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.security import OAuth2PasswordRequestForm
@@ -176,7 +177,9 @@ async def authenticate(session: AsyncSession, *, email: str, password: str) -> U
     return user
 
 
-# Sign-in throttling. An attempt is counted before the password is checked, on the request's
+# Password throttling, per account: a wrong password counts as a failed sign-in wherever it is
+# given (signing in, or confirming an erasure with a stolen token), so guesses anywhere share
+# one backoff. An attempt is counted before the password is checked, on the request's
 # connection before its transaction begins, so the count commits whatever the outcome and
 # concurrent guesses cannot overrun it (the account's row orders them); a success gives it back.
 
@@ -218,6 +221,30 @@ _SIGNED_IN = """
 """
 
 
+async def count_password_attempt(
+    connection: asyncpg.Connection, *, email: str, auth: AuthSettings
+) -> None:
+    """Count one password attempt against the account with this (normalised) e-mail, if any,
+    as a failure until ``password_accepted`` says otherwise; 429 with Retry-After, the attempt
+    not counted, while the account waits out its failures in a row."""
+    schedule = _backoff_schedule(auth)
+    counted = await connection.fetchval(_COUNT_ATTEMPT, email, schedule, schedule[-1])
+    if counted is None:
+        locked_for_s = await connection.fetchval(_LOCKED_FOR_S, email)
+        if locked_for_s is not None:
+            retry_after = max(1, math.ceil(locked_for_s))
+            raise TooManyRequests(
+                f"Too many failed sign-ins for this account in a row; retry in {retry_after} s.",
+                code="too_many_failed_sign_ins",
+                retry_after_s=retry_after,
+            )
+
+
+async def password_accepted(connection: asyncpg.Connection, user_id: uuid.UUID) -> None:
+    """The password was right: the account's count of failures in a row starts afresh."""
+    await connection.execute(_SIGNED_IN, user_id)
+
+
 async def sign_in(
     session: AsyncSession, *, email: str, password: str, address: str, auth: AuthSettings
 ) -> User:
@@ -238,21 +265,24 @@ async def sign_in(
         what="failed sign-ins from one address",
         code="too_many_failed_sign_ins_from_address",
     )
-    schedule = _backoff_schedule(auth)
-    counted = await connection.fetchval(_COUNT_ATTEMPT, email, schedule, schedule[-1])
-    if counted is None:
-        locked_for_s = await connection.fetchval(_LOCKED_FOR_S, email)
-        if locked_for_s is not None:
-            retry_after = max(1, math.ceil(locked_for_s))
-            raise TooManyRequests(
-                f"Too many failed sign-ins for this account in a row; retry in {retry_after} s.",
-                code="too_many_failed_sign_ins",
-                retry_after_s=retry_after,
-            )
+    await count_password_attempt(connection, email=email, auth=auth)
     user = await authenticate(session, email=email, password=password)
-    await connection.execute(_SIGNED_IN, user.id)
+    await password_accepted(connection, user.id)
     await rate_limits.give_back(connection, address_key, rate_limits.SIGN_IN_BUCKET, window)
     return user
+
+
+async def confirm_password(
+    session: AsyncSession, user: User, *, password: str, auth: AuthSettings
+) -> None:
+    """Check the signed-in user's own password before a grave change (erasure), throttled as a
+    sign-in of that account is: a stolen token is no way around the backoff. 401
+    ``invalid_credentials`` when wrong; call it before the session's first statement."""
+    connection = await driver(session)
+    await count_password_attempt(connection, email=user.email, auth=auth)
+    if not await to_thread.run_sync(verify_password, password, user.password_hash):
+        raise NotAuthenticated("Wrong password.", code="invalid_credentials")
+    await password_accepted(connection, user.id)
 
 
 @router.post("/v1/auth/register", status_code=201, dependencies=[Public])

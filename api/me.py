@@ -7,7 +7,6 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from anyio import to_thread
 from fastapi import APIRouter, BackgroundTasks, Query
 from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import text
@@ -15,13 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import audit
 from api.alerts import raise_alerts
-from api.auth import user_out
+from api.auth import confirm_password, user_out
 from api.deps import SessionDep, SettingsDep, StorageDep, UserEvenSuspended, WorkerEvenSuspended
 from api.earnings import balances, entries
-from api.errors import NotAuthenticated
 from api.models import User
 from api.schemas import ERROR_RESPONSES, MAX_BIGINT, Body
-from api.security import verify_password
 from api.settings import Settings
 from storage import ObjectStore
 
@@ -224,17 +221,16 @@ _PHOTO_KEYS = text(
 
 
 async def erase(
-    session: AsyncSession, worker: User, *, password: str, alerts_per_hour: int
+    session: AsyncSession, worker: User, *, password: str, settings: Settings
 ) -> list[str]:
     """Erase the account's personal data; returns the photo objects to delete once this is
     committed. Kept, anonymised: the ledger entries (the law requires payment records),
     submissions' checks and decisions, the audit trail."""
-    if not await to_thread.run_sync(verify_password, password, worker.password_hash):
-        raise NotAuthenticated("Wrong password.", code="invalid_credentials")
+    await confirm_password(session, worker, password=password, auth=settings.auth)
     photos = (await session.execute(_PHOTO_KEYS, {"worker_id": worker.id})).all()
     erased = (await session.execute(_ERASE, {"worker_id": worker.id})).one()
     # Reopened like any released task: the workers whose areas hold it hear of it.
-    await raise_alerts(session, list(erased.reopened or []), per_hour=alerts_per_hour)
+    await raise_alerts(session, list(erased.reopened or []), per_hour=settings.work.alerts_per_hour)
     await audit.record(
         session,
         actor_id=worker.id,
@@ -317,10 +313,11 @@ async def erase_route(
     after_commit: BackgroundTasks,
 ) -> None:
     """Erase your account: personal data, positions and photos go; payment records stay,
-    anonymised, as the law requires. Sign-in stops working at once."""
-    keys = await erase(
-        session, worker, password=body.password, alerts_per_hour=settings.work.alerts_per_hour
-    )
+    anonymised, as the law requires. Sign-in stops working at once.
+
+    A wrong password counts as a failed sign-in of the account, and is throttled as one: 429
+    `too_many_failed_sign_ins` with Retry-After while the account waits."""
+    keys = await erase(session, worker, password=body.password, settings=settings)
     # Background tasks run after the response, so after the transaction committed: a failed
     # erasure never loses a photo.
     after_commit.add_task(delete_objects, store, keys)

@@ -56,6 +56,13 @@ OWNED_TABLES = frozenset(Base.metadata.tables) | PROCRASTINATE_TABLES
 UNFINGERPRINTED = {
     "rate_limit_window": "the rate limit counts every request, refused ones too (rate_limits.py)"
 }
+# Columns a refused request may change, by table, each with the reason.
+UNFINGERPRINTED_COLUMNS = {
+    "user": dict.fromkeys(
+        ("sign_in_failures", "sign_in_failed_at", "sign_in_locked_until"),
+        "a wrong password counts against its account however the request ends (auth.py)",
+    )
+}
 PASSWORD = "correct horse battery"
 PASSWORD_HASH = hash_password(PASSWORD)
 
@@ -153,10 +160,12 @@ def quoted(name: str) -> str:
 
 @dataclass(frozen=True)
 class Catalog:
-    """What the database says about the owned tables: their columns, primary keys, and an
-    order to empty them in (each before the tables it references)."""
+    """What the database says about the owned tables: their columns (all, and those the
+    fingerprint reads), primary keys, and an order to empty them in (each before the tables it
+    references)."""
 
     columns: dict[str, list[str]]
+    fingerprinted: dict[str, list[str]]
     primary_keys: dict[str, list[str]]
     emptying_order: list[str]
     fingerprint_sql: str
@@ -190,6 +199,11 @@ async def _read_catalog(connection: asyncpg.Connection) -> Catalog:
         owned,
     )
     columns = {row["relname"]: row["columns"] for row in rows}
+    fingerprinted = {
+        table: [c for c in names if c not in UNFINGERPRINTED_COLUMNS.get(table, {})]
+        for table, names in columns.items()
+        if table not in UNFINGERPRINTED
+    }
     primary_keys = {row["relname"]: row["primary_key"] for row in rows}
     missing = set(owned) - set(columns)
     assert not missing, f"owned tables absent from the test database: {sorted(missing)}"
@@ -211,16 +225,18 @@ async def _read_catalog(connection: asyncpg.Connection) -> Catalog:
             referenced_by[row["referenced"]].add(row["referencing"])
     emptying_order = list(graphlib.TopologicalSorter(referenced_by).static_order())
     selects = []
-    for table in sorted(set(owned) - set(UNFINGERPRINTED)):
+    for table in sorted(fingerprinted):
         key = ", ".join(f"r.{quoted(column)}" for column in primary_keys[table])
         if len(primary_keys[table]) > 1:
             key = f"ROW({key})"
-        digests = ", ".join(f"md5(r.{quoted(column)}::text)" for column in columns[table])
+        digests = ", ".join(f"md5(r.{quoted(column)}::text)" for column in fingerprinted[table])
         selects.append(
             f"SELECT '{table}' AS relation, ({key})::text AS key, ARRAY[{digests}] AS digests "
             f"FROM {quoted(table)} r"
         )
-    return Catalog(columns, primary_keys, emptying_order, "\nUNION ALL\n".join(selects))
+    return Catalog(
+        columns, fingerprinted, primary_keys, emptying_order, "\nUNION ALL\n".join(selects)
+    )
 
 
 async def truncate(url: str) -> None:
@@ -411,7 +427,8 @@ def factory(db: asyncpg.Connection, settings: Settings) -> Factory:
 
 class Fingerprint(dict[str, dict[str, tuple[str | None, ...]]]):
     """Every row of every owned table (but UNFINGERPRINTED): per table, per primary key, an md5
-    of each column's value. Equal fingerprints mean no row was added, removed or changed."""
+    of each column's value (but UNFINGERPRINTED_COLUMNS). Equal fingerprints mean no row was
+    added, removed or changed."""
 
     def __init__(self, schema: Catalog) -> None:
         super().__init__()
@@ -432,7 +449,7 @@ class Fingerprint(dict[str, dict[str, tuple[str | None, ...]]]):
                 changed = [
                     column
                     for column, left, right in zip(
-                        self.schema.columns[table], mine[row], theirs[row], strict=True
+                        self.schema.fingerprinted[table], mine[row], theirs[row], strict=True
                     )
                     if left != right
                 ]
@@ -445,7 +462,7 @@ async def table_fingerprint(db: asyncpg.Connection) -> Fingerprint:
     """A digest of every row of every table the application owns, computed in the database."""
     schema = await catalog(db)
     fingerprint = Fingerprint(schema)
-    for table in OWNED_TABLES - set(UNFINGERPRINTED):
+    for table in schema.fingerprinted:
         fingerprint[table] = {}
     for relation, key, digests in await db.fetch(schema.fingerprint_sql):
         fingerprint[relation][key] = tuple(digests)

@@ -171,3 +171,58 @@ async def test_unknown_emails_count_against_the_address_only(from_address, facto
         "SELECT sum(hits) FROM rate_limit_window WHERE bucket = 'sign_in_failures'"
     )
     assert hits == 7
+
+
+async def erase(http, account, password: str) -> httpx.Response:
+    return await http.request(
+        "DELETE", "/v1/me", headers=account.headers, json={"password": password}
+    )
+
+
+async def test_a_stolen_token_gets_no_more_guesses_at_erasure_than_at_sign_in(http, factory, db):
+    worker = await factory.account(Role.worker)
+    # One count for the account, whichever route the wrong password was given to.
+    for attempt in range(1, 6):
+        if attempt % 2:
+            wrong = await erase(http, worker, WRONG)
+        else:
+            wrong = await sign_in(http, worker.email, WRONG)
+        assert (wrong.status_code, wrong.json()["code"]) == (401, "invalid_credentials")
+        assert await throttle(db, worker.email) == (attempt, 15 if attempt == 5 else 0)
+
+    await db.execute(
+        "UPDATE \"user\" SET sign_in_locked_until = now() + interval '14.9 seconds' "
+        "WHERE email = $1",
+        worker.email,
+    )
+    for password in (WRONG, PASSWORD):
+        refused = await erase(http, worker, password)
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "15"
+        assert refused.json() == {
+            "detail": "Too many failed sign-ins for this account in a row; retry in 15 s.",
+            "code": "too_many_failed_sign_ins",
+            "retry_after_s": 15,
+        }
+    signing_in = await sign_in(http, worker.email, PASSWORD)
+    assert (signing_in.status_code, signing_in.json()["code"]) == (429, "too_many_failed_sign_ins")
+    assert (await throttle(db, worker.email))[0] == 5  # refused attempts are not counted
+    assert await db.fetchval('SELECT deleted_at FROM "user" WHERE id = $1', worker.id) is None
+
+    # The wait over, one more wrong password doubles it; the right one erases the account.
+    await let_the_wait_pass(db, worker.email)
+    assert (await erase(http, worker, WRONG)).status_code == 401
+    assert await throttle(db, worker.email) == (6, 30)
+    await let_the_wait_pass(db, worker.email)
+    assert (await erase(http, worker, PASSWORD)).status_code == 204
+    erased = await db.fetchrow(
+        'SELECT deleted_at IS NOT NULL, sign_in_failures FROM "user" WHERE id = $1', worker.id
+    )
+    assert tuple(erased) == (True, 0)
+
+
+async def test_concurrent_guesses_at_erasure_get_exactly_the_free_failures(http, factory, db):
+    worker = await factory.account(Role.worker)
+    responses = await asyncio.gather(*(erase(http, worker, WRONG) for _ in range(12)))
+    assert Counter(r.status_code for r in responses) == {401: 5, 429: 7}
+    assert await throttle(db, worker.email) == (5, 15)
