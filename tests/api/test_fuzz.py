@@ -184,6 +184,7 @@ for _operation in (
     "POST /v1/stores/import",
     "POST /v1/assignments",
     "POST /v1/tasks/{task_id}/reservations",
+    "POST /v1/routes/reserve",
     "POST /v1/tasks/{task_id}/reports",
     "POST /v1/me/alert-areas",
     "POST /v1/webhooks",
