@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -56,6 +56,7 @@ from api.settings import (  # noqa: E402
     WorkSettings,
 )
 from api.tasks import nearest_open_tasks  # noqa: E402
+from bench import record  # noqa: E402
 from bench.nearby import (  # noqa: E402
     CpuMeter,
     Server,
@@ -410,6 +411,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--tasks", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=20261128)
     parser.add_argument("--reload", action="store_true", help="rebuild the database")
+    record.add_json_option(parser, "assignments")
     return parser.parse_args()
 
 
@@ -417,7 +419,8 @@ def _percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] * 1000
 
 
-def _report(phases: list[Phase]) -> None:
+def _report(phases: list[Phase]) -> dict[str, Any]:
+    """Prints the table; returns what each side's line was computed from."""
     header = (
         f"{'round':>5} {'side':<4} | {'assignments/s':>13} {'no task':>7} | {'p50 ms':>7} "
         f"{'p99 ms':>7} | {'CPU ms/assignment: bench + API + db':>35}"
@@ -430,6 +433,7 @@ def _report(phases: list[Phase]) -> None:
             f"{p.cpu_ms():>35}"
         )
     rates = {}
+    sides = {}
     for side in ("raw", "api"):
         mine = [p for p in phases if p.side == side]
         rates[side] = statistics.median(p.rate for p in mine)
@@ -441,13 +445,39 @@ def _report(phases: list[Phase]) -> None:
             f" ms, p99 {_percentile(latencies, 99):.1f} ms, no task nearby "
             f"{no_task} of {calls} ({100 * no_task / calls:.2f} %)"
         )
+        sides[side] = {
+            "median_rate": rates[side],
+            "p50_ms": _percentile(latencies, 50),
+            "p99_ms": _percentile(latencies, 99),
+            "calls": calls,
+            "no_task": no_task,
+        }
     ratio = rates["api"] / rates["raw"]
     verdict = "met" if ratio >= GOAL else "NOT met"
     print(f"ratio api / raw: {ratio:.2f} (goal >= {GOAL:.2f}: {verdict})")
+    return sides | {"ratio": ratio}
+
+
+def _phase_figures(phase: Phase) -> dict[str, Any]:
+    """A phase's counts and CPU, and its latencies as percentiles 1 to 99 and the maximum: all
+    of a phase's calls would make a file of a few hundred KiB."""
+    return {
+        "side": phase.side,
+        "seconds": phase.seconds,
+        "assigned": phase.assigned,
+        "no_task": phase.no_task,
+        "calls": len(phase.latencies_s),
+        "cpu_s_bench_server_db": phase.cpu_s,
+        "latency_percentiles_ms": [
+            round(q * 1000, 2) for q in statistics.quantiles(phase.latencies_s, n=100)
+        ],
+        "latency_max_ms": record.ms(max(phase.latencies_s)),
+    }
 
 
 async def main() -> int:
     args = _parse_args()
+    start = record.started()
     args.layout = "random"
     await prepare_database(args)
     dsn = _dsn(args.pg, args.database)
@@ -494,10 +524,11 @@ async def main() -> int:
             print(f"  {side}: {result.rate:4.0f} assignments/s", flush=True)
             return result
 
+        warmup: list[Phase] = []
         if args.warmup:
             print("warm-up")
             for side in ("raw", "api"):
-                await phase(side, args.warmup)
+                warmup.append(await phase(side, args.warmup))
         phases: list[Phase] = []
         for k in range(args.rounds):
             print(f"round {k + 1} of {args.rounds}")
@@ -507,8 +538,38 @@ async def main() -> int:
         server.stop()
         for c in [*conns, conn]:
             await c.close()
-    _report(phases)
+    sides = _report(phases)
     print(f"{os.cpu_count()} cores; load average at the end: {os.getloadavg()[1]:.1f} (5 min)")
+    versions = await record.database_versions(dsn)
+    record.write(
+        args.json,
+        "assignments",
+        start=start,
+        settings={
+            key: getattr(args, key)
+            for key in (
+                "duration",
+                "rounds",
+                "concurrency",
+                "warmup",
+                "workers",
+                "workers_per_client",
+                "check",
+                "database",
+                "tasks",
+                "seed",
+            )
+        },
+        figures={
+            "checked_spots": args.check,
+            # In the order run: raw, API, raw, API, ...; rates are assigned / seconds.
+            "warmup_phases": [_phase_figures(p) for p in warmup],
+            "phases": [_phase_figures(p) for p in phases],
+            "summary": sides,
+        },
+        packages=["asyncpg", "sqlalchemy", "fastapi", "uvicorn"],
+        extra_versions=versions,
+    )
     return 0
 
 

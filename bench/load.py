@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from api.security import issue_token  # noqa: E402
 from api.settings import AuthSettings  # noqa: E402
+from bench import record  # noqa: E402
 from bench.nearby import (  # noqa: E402
     CpuMeter,
     _dsn,
@@ -572,11 +573,13 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--database", default="terrain_load")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432",
                         help="PostgreSQL server URL, without a database name")  # fmt: skip
+    record.add_json_option(parser, "load")
     return parser.parse_args()
 
 
 async def main() -> int:
     args = _parse_args()
+    start = record.started()
     try:
         tasks, worker_ids = await prepare(
             args.pg, args.database, args.tasks, args.workers, args.seed
@@ -649,10 +652,40 @@ async def main() -> int:
             print(f"  e.g. {sample}")
         print("database checks:")
         failures = await check_database(conn, stats)
+        versions = await record.database_versions(dsn)
         await conn.close()
     if rate >= GOAL_ERROR_RATE:
         failures.append(f"error rate {rate:.3%}")
     print("FAILED: " + "; ".join(failures) if failures else "passed")
+    record.write(
+        args.json,
+        "load",
+        start=start,
+        settings={
+            key: getattr(args, key)
+            for key in ("duration", "warmup", "workers", "concurrency", "mix", "tasks")
+        }
+        | {"server_workers": args.server_workers, "seed": args.seed, "db_pool_size": pool},
+        figures={
+            # Every measured request's latency, per endpoint, in the order answered.
+            "latencies_ms": {
+                endpoint: [round(s * 1000, 1) for s in values]
+                for endpoint, values in stats.latencies_s.items()
+            },
+            # All answers and errors, warm-up included: [endpoint, status, code, count].
+            "answers": [[*key, n] for key, n in stats.answers.items()],
+            "errors": [[*key, n] for key, n in stats.errors.items()],
+            "requests": requests,
+            "verdicts": dict(stats.verdicts),
+            "cpu_s": None
+            if used is None
+            else {"app": used[0], "database": used[1], "client": client_cpu},
+            "measured_requests": measured,
+            "failures": failures,
+        },
+        packages=["asyncpg", "sqlalchemy", "fastapi", "uvicorn", "pillow"],
+        extra_versions=versions,
+    )
     return 1 if failures else 0
 
 

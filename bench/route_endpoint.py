@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from api.main import create_app  # noqa: E402
 from api.routes import RouteRequest, build_problem, travel_model  # noqa: E402
 from api.settings import AppSettings, DatabaseSettings, Settings  # noqa: E402
+from bench import record  # noqa: E402
 from bench.orienteering.city import generate  # noqa: E402
 from geo.routing import solve  # noqa: E402
 
@@ -102,7 +103,9 @@ async def main() -> int:
     parser.add_argument("--shops", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--database", default="terrain_bench_routes")
+    record.add_json_option(parser, "route_endpoint")
     args = parser.parse_args()
+    began_run = record.started()
     try:
         start = await prepare(args.database, args.shops)
     except (OSError, asyncpg.PostgresError) as exc:
@@ -156,7 +159,7 @@ async def main() -> int:
                         session, lat=start[0], lon=start[1], radius_m=50_000, limit=300
                     )
                 request = RouteRequest.model_validate(body)
-                model = travel_model(request.mode, None)
+                model = travel_model(request.mode, None, settings.work)
                 chosen = [Candidate(r) for r in rows][:candidates]
                 matrices = model.matrices([start, start, *(c.point for c in chosen)])
                 problem = build_problem(chosen, matrices, 180 * 60.0, datetime.now(UTC), 8)
@@ -170,6 +173,21 @@ async def main() -> int:
     print(f"endpoint median {endpoint * 1000:7.1f} ms  (p90 {p90 * 1000:.1f} ms)")
     print(f"solver   median {solver * 1000:7.1f} ms")
     print(f"endpoint / solver: {endpoint / solver:.2f}")
+    versions = await record.database_versions(f"{SERVER}/{args.database}")
+    record.write(
+        args.json,
+        "route_endpoint",
+        start=began_run,
+        settings={"shops": args.shops, "repeat": args.repeat, "time_budget_minutes": 180},
+        figures={
+            "candidates": candidates,
+            "route_rewards_cents": sorted(rewards),
+            # In the order measured: each endpoint call, then the solver on its candidates.
+            "endpoint_ms": [record.ms(s) for s in endpoint_s],
+            "solver_ms": [record.ms(s) for s in solver_s],
+        },
+        extra_versions=versions,
+    )
     return 0
 
 

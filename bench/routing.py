@@ -23,13 +23,15 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script, python bench/routing.py
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench import record  # noqa: E402
 from bench.orienteering import city, vroom_baseline  # noqa: E402
 from bench.orienteering.instances import BenchmarkInstance, load_all  # noqa: E402
 from bench.orienteering.vroom_baseline import MAX_PRIORITY, VroomJob  # noqa: E402
@@ -75,12 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=list(CITY_SIZES),
         help="comma-separated shop counts",
     )
+    record.add_json_option(parser, "routing")
     args = parser.parse_args(argv)
+    start = record.started()
 
     use_vroom = not args.no_vroom and vroom_baseline.available()
     if not args.no_vroom and not use_vroom:
         print("pyvroom is not installed (pip install -e '.[bench]'): Terrain only.\n")
     data = args.data or Path(os.environ.get(DATA_ENVIRONMENT, DEFAULT_DATA))
+    rows: list[Row] = []
     if data.is_dir():
         print("| instance | points | BKS | Terrain | s | gap % | VROOM | s | gap % | note |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -93,8 +98,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(f"No orienteering data at {data}: skipping the standard instances.")
         print(f"(Point --data or {DATA_ENVIRONMENT} at a copy of the benchmark folder.)\n")
-    if not args.no_city:
-        city_rows(args, use_vroom)
+    cities = [] if args.no_city else city_rows(args, use_vroom)
+    record.write(
+        args.json,
+        "routing",
+        start=start,
+        settings={
+            "data": data.name if data.is_dir() else None,
+            "only": args.only,
+            "deadline_s": args.deadline,
+            "vroom": use_vroom,
+            "vroom_timeout_s": args.vroom_timeout,
+            "vroom_threads": args.vroom_threads,
+            "city_sizes": [] if args.no_city else args.city_sizes,
+        },
+        # Scores and times of both solvers per instance and per layout: the summary's gaps,
+        # worst cases and counts are computed from these.
+        figures={"instances": [asdict(row) for row in rows], "cities": cities},
+        packages=["pyvroom"],
+    )
     return 0
 
 
@@ -152,7 +174,7 @@ def vroom_on_instance(instance: BenchmarkInstance, args: argparse.Namespace) -> 
 # --- city layouts ----------------------------------------------------------------------------
 
 
-def city_rows(args: argparse.Namespace, use_vroom: bool) -> None:
+def city_rows(args: argparse.Namespace, use_vroom: bool) -> list[dict[str, Any]]:
     print("\n## City layouts (on foot, 3 h, service 5-20 min, opening hours on about a third)\n")
     print(
         "| layout | shops | matrix s | Terrain reward | stops | Terrain s "
@@ -160,6 +182,7 @@ def city_rows(args: argparse.Namespace, use_vroom: bool) -> None:
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     ratios = []
+    figures = []
     for size in args.city_sizes:
         for seed, loop in ((1, True), (2, False)):
             layout = city.generate(size, seed, loop=loop)
@@ -178,8 +201,26 @@ def city_rows(args: argparse.Namespace, use_vroom: bool) -> None:
                 str(len(route.stops)),
                 f"{terrain_seconds:.2f}",
             ]
+            figure: dict[str, Any] = {
+                "layout": layout.name,
+                "shops": size,
+                "matrix_s": matrix_seconds,
+                "terrain": {
+                    "reward": route.reward,
+                    "stops": len(route.stops),
+                    "seconds": terrain_seconds,
+                },
+                "vroom": None,
+            }
+            figures.append(figure)
             if use_vroom:
                 reward, stops, seconds, note = vroom_on_city(problem, args)
+                figure["vroom"] = {
+                    "reward": reward,
+                    "stops": stops,
+                    "seconds": seconds,
+                    "note": note,
+                }
                 cells += [note or f"{reward:.0f}", str(stops), f"{seconds:.2f}"]
                 if reward:
                     ratios.append(route.reward / reward)
@@ -194,6 +235,7 @@ def city_rows(args: argparse.Namespace, use_vroom: bool) -> None:
             f"\nTerrain / VROOM reward on city layouts: mean {statistics.mean(ratios):.3f}, "
             f"min {min(ratios):.3f}, max {max(ratios):.3f}"
         )
+    return figures
 
 
 def vroom_on_city(problem: Problem, args: argparse.Namespace) -> tuple[float, int, float, str]:

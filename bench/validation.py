@@ -35,6 +35,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pillow_heif
 from PIL import Image, ImageDraw, ImageFilter
@@ -44,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import record  # noqa: E402
 from validation import (  # noqa: E402
     NEAR_DUPLICATE_MAX_DISTANCE,
     PhotoContext,
@@ -137,8 +139,8 @@ def full_decode(data: bytes) -> None:
         image.convert("RGB")
 
 
-def interleaved_medians(data: bytes, repeat: int) -> tuple[float, float]:
-    """Medians of both paths, alternated so that machine noise hits both alike."""
+def interleaved_samples(data: bytes, repeat: int) -> tuple[list[float], list[float]]:
+    """Timings (s) of both paths, alternated so that machine noise hits both alike."""
     check_path(data)
     full_decode(data)
     checks, decodes = [], []
@@ -149,7 +151,7 @@ def interleaved_medians(data: bytes, repeat: int) -> tuple[float, float]:
         started = time.perf_counter()
         full_decode(data)
         decodes.append(time.perf_counter() - started)
-    return statistics.median(checks), statistics.median(decodes)
+    return checks, decodes
 
 
 def tracemalloc_peak(action: Callable[[bytes], None], data: bytes) -> int:
@@ -200,11 +202,12 @@ def mib(size: float) -> str:
     return f"{size / 2**20:.1f} MiB"
 
 
-def bench_camera_photo(repeat: int) -> None:
+def bench_camera_photo(repeat: int) -> dict[str, Any]:
     data = camera_photo()
     facts = read_photo(data)
     print(f"12 MP camera JPEG: {facts.width}x{facts.height}, {mib(len(data))}, quality 90")
-    check_s, decode_s = interleaved_medians(data, repeat)
+    checks, decodes = interleaved_samples(data, repeat)
+    check_s, decode_s = statistics.median(checks), statistics.median(decodes)
     print(
         f"  check path (read_photo + photo_checks): {check_s * 1000:7.1f} ms (median of {repeat})"
     )
@@ -221,22 +224,44 @@ def bench_camera_photo(repeat: int) -> None:
         f"  tracemalloc peak: check {mib(check_py)}, decode {mib(decode_py)}; file {mib(len(data))}"
     )
     print(f"  peak RSS growth:  check {mib(check_rss)}, decode {mib(decode_rss)}")
+    return {
+        "bytes": len(data),
+        "width": facts.width,
+        "height": facts.height,
+        "check_ms": [record.ms(s) for s in checks],
+        "decode_ms": [record.ms(s) for s in decodes],
+        "tracemalloc_peak_bytes": {"check": check_py, "decode": decode_py},
+        "peak_rss_growth_bytes": {"check": check_rss, "decode": decode_rss},
+    }
 
 
-def bench_corpus(repeat: int) -> None:
+def bench_corpus(repeat: int) -> list[dict[str, Any]]:
+    """Per file: its size and both paths' timings; the table shows those of >= 1 megapixel."""
     if not CORPUS.is_dir():
         print(f"\nreal-photo corpus not found at {CORPUS}; skipped")
-        return
+        return []
     pillow_heif.register_heif_opener()  # the baseline opens HEIC through Image.open
     print("\nreal-photo corpus (files of at least 1 megapixel):")
     print(f"  {'file':48s} {'size':>11s} {'check ms':>9s} {'decode ms':>9s} {'ratio':>6s}")
     small_ratios = []
+    files = []
     for path in sorted(CORPUS.iterdir()):
         if path.suffix not in (".jpg", ".heic"):
             continue
         data = path.read_bytes()
         facts = read_photo(data)
-        check_s, decode_s = interleaved_medians(data, repeat)
+        checks, decodes = interleaved_samples(data, repeat)
+        files.append(
+            {
+                "file": path.name,
+                "bytes": len(data),
+                "width": facts.width,
+                "height": facts.height,
+                "check_ms": [record.ms(s) for s in checks],
+                "decode_ms": [record.ms(s) for s in decodes],
+            }
+        )
+        check_s, decode_s = statistics.median(checks), statistics.median(decodes)
         if facts.width * facts.height < 1_000_000:
             small_ratios.append(check_s / decode_s)
             continue
@@ -248,11 +273,13 @@ def bench_corpus(repeat: int) -> None:
         f"  {len(small_ratios)} files under 1 megapixel: median ratio "
         f"{statistics.median(small_ratios):.2f} (fixed costs dominate: EXIF, pHash, checks)"
     )
+    return files
 
 
-def bench_phash_distances() -> None:
+def bench_phash_distances() -> dict[str, Any]:
+    """Distances of each photo to its copies, and of every pair of distinct photos."""
     if not CORPUS.is_dir():
-        return
+        return {}
     transforms: dict[str, Callable[[Image.Image], bytes]] = {
         "quality 95": lambda image: _encode(image, 95),
         "quality 75": lambda image: _encode(image, 75),
@@ -263,7 +290,7 @@ def bench_phash_distances() -> None:
         "crop 5% each side": lambda image: _encode(_cropped(image, 0.05), 90),
     }
     originals: dict[str, int] = {}
-    worst: dict[str, list[int]] = {name: [] for name in transforms}
+    worst: dict[str, list[int]] = {name: [] for name in transforms}  # in originals' order
     minimum = Thresholds().min_sharpness
     for path in sorted(CORPUS.iterdir()):
         if path.suffix not in (".jpg", ".heic"):
@@ -280,12 +307,21 @@ def bench_phash_distances() -> None:
     for name, distances in worst.items():
         histogram = " ".join(f"{d}:{distances.count(d)}" for d in sorted(set(distances)))
         print(f"  {name:18s} max {max(distances):2d}   distance:count {histogram}")
-    distinct = sorted(hamming(a, b) for a, b in itertools.combinations(originals.values(), 2))
+    pairs = [
+        (a, b, hamming(originals[a], originals[b])) for a, b in itertools.combinations(originals, 2)
+    ]
+    distinct = sorted(distance for _, _, distance in pairs)
     print(
         f"  distinct photos: closest {distinct[0]}, 1st percentile "
         f"{distinct[len(distinct) // 100]}, median {statistics.median(distinct):.0f} "
         f"({len(distinct)} pairs); NEAR_DUPLICATE_MAX_DISTANCE = {NEAR_DUPLICATE_MAX_DISTANCE}"
     )
+    return {
+        "photos": list(originals),
+        "copies": worst,
+        "distinct_pairs": pairs,
+        "near_duplicate_max_distance": NEAR_DUPLICATE_MAX_DISTANCE,
+    }
 
 
 def _encode(image: Image.Image, quality: int) -> bytes:
@@ -307,15 +343,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15, help="timed runs per measurement")
     parser.add_argument("--probe", nargs=2, metavar=("ACTION", "FILE"), help=argparse.SUPPRESS)
+    record.add_json_option(parser, "validation")
     args = parser.parse_args()
     if args.probe:
         probe(args.probe[0], Path(args.probe[1]))
         return
+    start = record.started()
     python = sys.version.split()[0]
     print(f"Pillow {Image.__version__}, pillow-heif {pillow_heif.__version__}, Python {python}")
-    bench_camera_photo(args.repeat)
-    bench_corpus(max(3, args.repeat // 3))
-    bench_phash_distances()
+    camera = bench_camera_photo(args.repeat)
+    corpus_repeat = max(3, args.repeat // 3)
+    corpus = bench_corpus(corpus_repeat)
+    phash = bench_phash_distances()
+    record.write(
+        args.json,
+        "validation",
+        start=start,
+        settings={"repeat": args.repeat, "corpus_repeat": corpus_repeat},
+        figures={"camera_photo": camera, "corpus": corpus, "phash": phash},
+        extra_versions={"pillow": Image.__version__, "pillow_heif": pillow_heif.__version__},
+    )
 
 
 if __name__ == "__main__":
