@@ -7,7 +7,7 @@ and until when the account must wait before the next attempt (``api.auth``).
 its answer, written in the same transaction as the effect; the primary key is the referee
 between concurrent requests with one key (``api.idempotency``).
 
-Revision ID: 0016
+Revision ID: 0015
 Revises: 0014
 Create Date: 2026-12-07 20:30:00
 """
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0016"
+revision: str = "0015"
 down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
