@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import CurrentAdmin, SessionDep, WorkerEvenSuspended
 from api.errors import Conflict, NotFound
+from api.idempotency import IdempotencyKeyHeader, idempotent
 from api.models import User
 from api.schemas import ERROR_RESPONSES, MAX_BIGINT
 
@@ -241,11 +242,21 @@ async def run_payout(session: AsyncSession, admin: User) -> PayoutOut:
     )
 
 
-@router.post("/v1/payouts", status_code=201)
-async def payout_route(admin: CurrentAdmin, session: SessionDep) -> PayoutOut:
+@router.post("/v1/payouts", status_code=201, response_model=PayoutOut)
+async def payout_route(
+    admin: CurrentAdmin, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
+) -> Response:
     """Pay every available balance, in one transaction: each becomes a payout entry in the
     workers' ledgers, and the batch's CSV lists the transfers to make."""
-    return await run_payout(session, admin)
+    return await idempotent(
+        session,
+        user_id=admin.id,
+        route="POST /v1/payouts",
+        key=idempotency_key,
+        request={},  # no parameters: the key alone tells a retry from the next run
+        status_code=201,
+        run=lambda: run_payout(session, admin),
+    )
 
 
 _BATCH_CSV = text(

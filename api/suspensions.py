@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +20,7 @@ from api import audit
 from api.alerts import raise_alerts
 from api.deps import CurrentAdmin, SessionDep, SettingsDep, WorkerEvenSuspended
 from api.errors import Conflict, Forbidden, NotFound
+from api.idempotency import IdempotencyKeyHeader, idempotent
 from api.models import Reservation, ReservationState, Role, Suspension, Task, TaskStatus, User
 from api.reason_codes import describe, require_code
 from api.schemas import ERROR_RESPONSES, Body, Text
@@ -266,24 +267,37 @@ async def lift_overdue(
     return len(ids)
 
 
-@router.post("/v1/users/{user_id}/suspension", status_code=201)
+@router.post("/v1/users/{user_id}/suspension", status_code=201, response_model=SuspensionOut)
 async def suspend_route(
     user_id: uuid.UUID,
     body: SuspendIn,
     admin: CurrentAdmin,
     session: SessionDep,
     settings: SettingsDep,
-) -> SuspensionOut:
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
     """Suspend a worker, with a published reason code and a message they will read. Their
     active reservations are released; what they earned stays theirs."""
-    suspension = await suspend(
+
+    async def suspend_and_answer() -> SuspensionOut:
+        suspension = await suspend(
+            session,
+            admin=admin,
+            user_id=user_id,
+            body=body,
+            alerts_per_hour=settings.work.alerts_per_hour,
+        )
+        return suspension_out(suspension)
+
+    return await idempotent(
         session,
-        admin=admin,
-        user_id=user_id,
-        body=body,
-        alerts_per_hour=settings.work.alerts_per_hour,
+        user_id=admin.id,
+        route="POST /v1/users/{user_id}/suspension",
+        key=idempotency_key,
+        request={"user_id": str(user_id), **body.model_dump(mode="json")},
+        status_code=201,
+        run=suspend_and_answer,
     )
-    return suspension_out(suspension)
 
 
 @router.get("/v1/suspensions")
@@ -301,22 +315,34 @@ async def suspensions_route(admin: CurrentAdmin, session: SessionDep) -> list[Su
     return [suspension_out(s) for s in rows]
 
 
-@router.post("/v1/me/suspension/appeal")
+@router.post("/v1/me/suspension/appeal", response_model=SuspensionOut)
 async def appeal_route(
     body: SuspensionAppealIn,
     worker: WorkerEvenSuspended,
     session: SessionDep,
     settings: SettingsDep,
-) -> SuspensionOut:
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
     """Appeal your suspension, once; another admin than the one who suspended you decides by
     ``appeal_decide_by``, or the suspension is lifted then."""
-    return suspension_out(
-        await appeal(
+
+    async def appeal_and_answer() -> SuspensionOut:
+        suspension = await appeal(
             session,
             worker=worker,
             message=body.message,
             decision_hours=settings.review.decision_hours,
         )
+        return suspension_out(suspension)
+
+    return await idempotent(
+        session,
+        user_id=worker.id,
+        route="POST /v1/me/suspension/appeal",
+        key=idempotency_key,
+        request=body.model_dump(mode="json"),
+        status_code=200,
+        run=appeal_and_answer,
     )
 
 

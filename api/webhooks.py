@@ -372,13 +372,24 @@ async def list_deliveries_route(
     return await list_deliveries(session, endpoint=endpoint, limit=limit, cursor=cursor)
 
 
-@router.post("/v1/webhooks/{endpoint_id}/ping", status_code=202)
+@router.post("/v1/webhooks/{endpoint_id}/ping", status_code=202, response_model=DeliveryOut)
 async def ping_route(
-    endpoint_id: uuid.UUID, client: CurrentClient, session: SessionDep
-) -> DeliveryOut:
+    endpoint_id: uuid.UUID,
+    client: CurrentClient,
+    session: SessionDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
     """Queue a `ping` event to this endpoint only, to test it; follow its delivery at
     `GET /v1/webhook-deliveries/{id}`."""
-    return await ping(session, client=client, endpoint_id=endpoint_id)
+    return await idempotent(
+        session,
+        user_id=client.id,
+        route="POST /v1/webhooks/{endpoint_id}/ping",
+        key=idempotency_key,
+        request={"endpoint_id": str(endpoint_id)},
+        status_code=202,
+        run=lambda: ping(session, client=client, endpoint_id=endpoint_id),
+    )
 
 
 @router.get("/v1/webhook-deliveries/{delivery_id}")

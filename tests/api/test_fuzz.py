@@ -190,6 +190,10 @@ for _operation in (
     "POST /v1/webhooks",
     "POST /v1/submissions/{submission_id}/appeal",
     "POST /v1/submissions/{submission_id}/dispute",
+    "POST /v1/me/suspension/appeal",
+    "POST /v1/users/{user_id}/suspension",
+    "POST /v1/payouts",
+    "POST /v1/webhooks/{endpoint_id}/ping",
 ):
     ACCEPTED_REFUSALS[_operation] = {
         **ACCEPTED_REFUSALS.get(_operation, {}),

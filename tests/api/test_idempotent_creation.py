@@ -6,6 +6,7 @@ effect. Submissions and photo grants keep their own keys (tests/api/test_idempot
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ from tests.api.test_campaigns import campaign_body
 from tests.api.test_idempotency import CONCURRENCY, at_once
 from tests.api.test_my_data import open_tasks
 from tests.api.test_photos import STORE
-from tests.api.test_settlement import submitted
+from tests.api.test_settlement import REWARD, age, submitted
+from tests.api.test_suspensions import MESSAGE, suspended
+from tests.api.test_webhooks import register
 from tests.conftest import Account, Factory, table_fingerprint
 
 KEY = {"Idempotency-Key": "retry-me-0001"}
@@ -28,9 +31,11 @@ KEY = {"Idempotency-Key": "retry-me-0001"}
 class Case:
     account: Account
     first: tuple[str, dict[str, Any]]  # path and httpx arguments
-    other: tuple[str, dict[str, Any]]  # the same key on another request
+    # The same key on another request; None when the route has no other request to make.
+    other: tuple[str, dict[str, Any]] | None
     effect: str  # SQL reading what the request creates
     once: Any = 1  # the effect after exactly one request
+    status: int = 201  # the route's own status code, replayed as such
     # A colleague's same key is another request, run as such: its status, and the effect after.
     colleague: tuple[int, Any] = (201, 2)
     route: str | None = None  # as the key is kept, when the path has parameters
@@ -178,6 +183,73 @@ async def disputes(http, factory: Factory) -> Case:
     )
 
 
+async def suspensions(http, factory: Factory) -> Case:
+    admin = await factory.account(Role.admin)
+    worker, other_worker = [await factory.account(Role.worker) for _ in range(2)]
+    suspension = {"reason_code": "location_spoofing", "message": MESSAGE}
+    return Case(
+        admin,
+        (f"/v1/users/{worker.id}/suspension", {"json": suspension}),
+        (f"/v1/users/{other_worker.id}/suspension", {"json": suspension}),
+        "SELECT array_agg((user_id, reason_code, message) ORDER BY created_at) FROM suspension",
+        once=[(worker.id, "location_spoofing", MESSAGE)],
+        route="POST /v1/users/{user_id}/suspension",
+    )
+
+
+async def suspension_appeals(http, factory: Factory) -> Case:
+    admin = await factory.account(Role.admin)
+    worker = await factory.account(Role.worker)
+    await suspended(http, admin, worker)
+    message = "I was in the store; here is my receipt."
+    return Case(
+        worker,
+        ("/v1/me/suspension/appeal", {"json": {"message": message}}),
+        ("/v1/me/suspension/appeal", {"json": {"message": "The receipt is attached."}}),
+        "SELECT array_agg((user_id, appeal_message)) FROM suspension WHERE appealed_at IS NOT NULL",
+        once=[(worker.id, message)],
+        status=200,
+    )
+
+
+async def payouts(http, factory: Factory) -> Case:
+    # An available balance: accepted work whose dispute window has closed.
+    work = await submitted(http, factory)
+    await age(factory.db, work.id, 73)
+    accepted = await http.post(f"/v1/submissions/{work.id}/accept", headers=work.client.headers)
+    assert accepted.status_code == 200, accepted.text
+    return Case(
+        await factory.account(Role.admin),
+        ("/v1/payouts", {}),
+        # A payout run has neither path parameters nor a body: no other request to make.
+        None,
+        "SELECT array_agg((worker_id, kind, amount_cents)) FROM ledger_entry WHERE kind = 'payout'",
+        once=[(work.worker.id, "payout", -REWARD)],
+    )
+
+
+async def webhook_pings(http, factory: Factory) -> Case:
+    client = await factory.account(Role.client)
+    endpoint, other_endpoint = [
+        (await register(http, client, f"https://1.1.1.1/hooks/{n}"))["id"] for n in range(2)
+    ]
+
+    def pinged(times: int) -> list[tuple[Any, str]]:
+        return [(uuid.UUID(endpoint), "ping")] * times
+
+    return Case(
+        client,
+        (f"/v1/webhooks/{endpoint}/ping", {}),
+        (f"/v1/webhooks/{other_endpoint}/ping", {}),
+        "SELECT array_agg((d.endpoint_id, e.type)) FROM webhook_delivery d "
+        "JOIN webhook_event e ON e.id = d.event_id",
+        once=pinged(1),
+        status=202,
+        colleague=(202, pinged(2)),
+        route="POST /v1/webhooks/{endpoint_id}/ping",
+    )
+
+
 def unchanged(fingerprint: dict[str, Any]) -> dict[str, Any]:
     # Requests that take work count against the per-minute rate limit, replayed or not.
     return {k: v for k, v in fingerprint.items() if k != "rate_limit_window"}
@@ -195,6 +267,10 @@ CASES: list[Callable[[Factory], Awaitable[Case]]] = [
     webhooks,
     appeals,
     disputes,
+    suspensions,
+    suspension_appeals,
+    payouts,
+    webhook_pings,
 ]
 
 
@@ -210,20 +286,21 @@ async def test_a_retry_with_the_key_replays_the_first_answer_and_makes_one_effec
         return http.post(path, **(kwargs | {"headers": headers}))
 
     first = await send(path, kwargs)
-    assert first.status_code == 201, first.text
+    assert first.status_code == case.status, first.text
     assert "idempotent-replayed" not in first.headers
     assert await db.fetchval(case.effect) == case.once
     before = unchanged(await table_fingerprint(db))
 
     again = await send(path, kwargs)
-    assert (again.status_code, again.content) == (201, first.content)  # the same bytes
+    assert (again.status_code, again.content) == (case.status, first.content)  # the same bytes
     assert again.headers["idempotent-replayed"] == "true"
-    other = await send(*case.other)
-    assert other.status_code == 422
-    assert other.json() == {
-        "detail": "This Idempotency-Key was used for a different request.",
-        "code": "idempotency_key_reused",
-    }
+    if case.other is not None:
+        other = await send(*case.other)
+        assert other.status_code == 422
+        assert other.json() == {
+            "detail": "This Idempotency-Key was used for a different request.",
+            "code": "idempotency_key_reused",
+        }
     assert unchanged(await table_fingerprint(db)) == before
     assert await db.fetchval(case.effect) == case.once
 
@@ -259,7 +336,18 @@ async def test_a_refused_request_leaves_no_key(http, factory, db):
     assert await db.fetchval(case.effect) == 1
 
 
-CONCURRENT_CASES = [campaigns, assignments, route_reservations, webhooks, appeals, disputes]
+CONCURRENT_CASES = [
+    campaigns,
+    assignments,
+    route_reservations,
+    webhooks,
+    appeals,
+    disputes,
+    suspensions,
+    suspension_appeals,
+    payouts,
+    webhook_pings,
+]
 
 
 @pytest.mark.parametrize("arrange", CONCURRENT_CASES, ids=[c.__name__ for c in CONCURRENT_CASES])
@@ -270,13 +358,15 @@ async def test_concurrent_requests_with_one_key_make_one_effect(
     path, kwargs = case.first
     headers = case.account.headers | KEY
     responses = await at_once(live_server, lambda c, _: c.post(path, headers=headers, **kwargs))
-    assert [r.status_code for r in responses] == [201] * CONCURRENCY, [r.text for r in responses]
+    assert [r.status_code for r in responses] == [case.status] * CONCURRENCY, [
+        r.text for r in responses
+    ]
     replayed = Counter(r.headers.get("idempotent-replayed") for r in responses)
     assert replayed == {None: 1, "true": CONCURRENCY - 1}
     assert len({r.content for r in responses}) == 1
     assert await db.fetchval(case.effect) == case.once
     (kept,) = await db.fetch("SELECT route, key, status_code FROM idempotency_key")
-    assert tuple(kept) == (case.kept_route, KEY["Idempotency-Key"], 201)
+    assert tuple(kept) == (case.kept_route, KEY["Idempotency-Key"], case.status)
 
 
 async def test_the_key_is_checked_at_the_edge(http, factory, db):
