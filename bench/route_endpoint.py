@@ -65,7 +65,7 @@ async def prepare(database: str, shops: int) -> tuple[float, float]:
             "INSERT INTO store (organization_id, name, address, location, geofence_radius_m, "
             "timezone, opening_hours) VALUES ($1, $2, '', "
             "ST_SetSRID(ST_MakePoint($3, $4), 4326)::geography, 50, 'Europe/Paris', "
-            "'Mo-Su 07:00-22:00') RETURNING id",
+            "'24/7') RETURNING id",
             organization,
             f"Shop {index}",
             shop.location[1],
