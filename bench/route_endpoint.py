@@ -162,9 +162,13 @@ async def main() -> int:
                 model = travel_model(request.mode, None, settings.work)
                 chosen = [Candidate(r) for r in rows][:candidates]
                 matrices = model.matrices([start, start, *(c.point for c in chosen)])
-                problem = build_problem(chosen, matrices, 180 * 60.0, datetime.now(UTC), 8)
+                # The endpoint plans at most the tasks the worker may still reserve: the
+                # cap, since this worker holds none.
+                problem = build_problem(
+                    chosen, matrices, 180 * 60.0, datetime.now(UTC), settings.work.reservation_cap
+                )
                 began = time.perf_counter()
-                solve(problem, seed=0, deadline_s=1.0)
+                solve(problem, seed=0, deadline_s=settings.work.route_deadline_s)
                 solver_s.append(time.perf_counter() - began)
     endpoint = statistics.median(endpoint_s)
     solver = statistics.median(solver_s)
@@ -178,7 +182,13 @@ async def main() -> int:
         args.json,
         "route_endpoint",
         start=began_run,
-        settings={"shops": args.shops, "repeat": args.repeat, "time_budget_minutes": 180},
+        settings={
+            "shops": args.shops,
+            "repeat": args.repeat,
+            "time_budget_minutes": 180,
+            "max_tasks": settings.work.reservation_cap,
+            "deadline_s": settings.work.route_deadline_s,
+        },
         figures={
             "candidates": candidates,
             "route_rewards_cents": sorted(rewards),
