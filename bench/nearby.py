@@ -909,6 +909,7 @@ def _print_table(measures: list[Measure]) -> list[dict[str, Any]]:
 
 async def main() -> int:
     args = _parse_args()
+    load_at_start = [round(load, 2) for load in os.getloadavg()]
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed (apt-get install wrk)")
     dataset = await prepare_database(args)
@@ -959,6 +960,8 @@ async def main() -> int:
         json.dumps(
             {
                 "at": stamp,
+                "load_average_at_start": load_at_start,
+                "load_average_at_end": [round(load, 2) for load in os.getloadavg()],
                 "machine": {
                     "cpus": os.cpu_count(),
                     "python": platform.python_version(),
