@@ -10,7 +10,8 @@ per endpoint, the count, p50, p99 and errors.
 The mix, per operation a simulated worker performs:
 
 - 70 % nearby: ``GET /v1/tasks/nearby`` where the worker stands (it moves a little each time);
-- 5 % route: ``POST /v1/routes/suggest``, a one-hour walk from there;
+- 5 % route: ``POST /v1/routes/suggest``, a one-hour walk from there; at the cap of 3 (a
+  route's tasks count against it) it first releases its oldest reservation;
 - 10 % reserve: one of the tasks it last saw; at the cap of 3 it first releases its oldest;
 - 10 % upload and submit: on a reservation it holds (reserving one first if it holds none),
   ask for a photo grant, upload the JPEG to the grant's URL, complete, submit;
@@ -322,6 +323,10 @@ class Client:
             worker.seen = [item["task_id"] for item in response.json()["items"]]
 
     async def route(self, worker: Worker, rng: random.Random) -> None:
+        # A route's tasks count against the reservation cap: at the cap, a suggestion is
+        # refused (409 too_many_reservations), so the worker first drops its oldest.
+        if len(worker.held) >= RESERVATION_CAP:
+            await self._release_oldest(worker)
         body = {
             "start": {"lat": worker.lat, "lon": worker.lon},
             "time_budget_minutes": 60,
@@ -331,9 +336,7 @@ class Client:
 
     async def reserve(self, worker: Worker, rng: random.Random) -> None:
         if len(worker.held) >= RESERVATION_CAP:  # changes its mind about the oldest
-            reservation_id, task_id = worker.held.pop(0)
-            self._released(task_id, worker)
-            await self.call("release", "DELETE", f"/v1/reservations/{reservation_id}", worker)
+            await self._release_oldest(worker)
         held = {task_id for _, task_id in worker.held}
         task_id = rng.choice([t for t in worker.seen if t not in held] or self.task_ids)
         if task_id in held:
@@ -345,6 +348,11 @@ class Client:
         if holder != worker.id:
             self.stats.doubles.append(task_id)
         worker.held.append((response.json()["id"], task_id))
+
+    async def _release_oldest(self, worker: Worker) -> None:
+        reservation_id, task_id = worker.held.pop(0)
+        self._released(task_id, worker)
+        await self.call("release", "DELETE", f"/v1/reservations/{reservation_id}", worker)
 
     def _released(self, task_id: str, worker: Worker) -> None:
         # From the moment the request is sent, the task may be someone else's.
