@@ -24,7 +24,7 @@ run: export TERRAIN_LOG_FORMAT ?= text
 # The local photo store's signed URLs point at this server, wherever HOST and PORT put it.
 run: export TERRAIN_STORAGE_PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
 run: deps postgis database migrate seed
-	$(BIN)/python -m api.jobs worker & worker=$$!; \
+	$(BIN)/python -m api.background.jobs worker & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; trap 'exit 130' INT TERM; \
 	$(BIN)/uvicorn api.main:create_app --factory --host $(HOST) --port $(PORT) --no-access-log
 

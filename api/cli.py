@@ -7,14 +7,14 @@ import asyncio
 import getpass
 import sys
 
-from api.db import make_engine, make_sessionmaker
-from api.errors import DomainError
-from api.models import Role
-from api.settings import Settings
+from api.core.db import make_engine, make_sessionmaker
+from api.core.errors import DomainError
+from api.core.models import Role
+from api.core.settings import Settings
 
 
 async def _create_user(args: argparse.Namespace) -> None:
-    from api.auth import create_user
+    from api.accounts.auth import create_user
 
     password = args.password or getpass.getpass("Password (10+ characters): ")
     if len(password) < 10:
@@ -36,8 +36,8 @@ async def _create_user(args: argparse.Namespace) -> None:
 
 
 async def _sweep(args: argparse.Namespace) -> None:
-    from api.housekeeping import reconcile, sweep_once
-    from api.object_store import build_object_store
+    from api.background.housekeeping import reconcile, sweep_once
+    from api.core.object_store import build_object_store
 
     settings = Settings()
     engine = make_engine(settings.db)

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.auth import create_user
-from api.campaigns import CampaignIn, Target, create_campaign
-from api.models import Organization, Role, Store, User
-from api.settings import WorkSettings
-from api.stores import StoreIn, store_row_values
+from api.accounts.auth import create_user
+from api.clients.campaigns import CampaignIn, Target, create_campaign
+from api.clients.stores import StoreIn, store_row_values
+from api.core.models import Organization, Role, Store, User
+from api.core.settings import WorkSettings
 
 DEMO_PASSWORD = "terrain-demo-2026"
 DEMO_ORGANIZATION = "Maison Verte"
@@ -147,4 +147,4 @@ async def seed_demo(session: AsyncSession, *, stores: int = 200) -> None:
     for email, _, role in people:
         print(f"  {role.value:<9} {email}")
     print("simulate a day of work with planted cheaters, once the API is up (another terminal):")
-    print("  .venv/bin/python -m api.simulate --workers 20")
+    print("  .venv/bin/python -m sim --workers 20")

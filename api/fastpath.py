@@ -4,15 +4,16 @@ POST /v1/assignments.
 Resolving their dependency trees (token, session, user, access rule, settings, parameters, rate
 limit) cost more application time than their queries (bench/README.md). Here a request of the
 common kind (well formed, signed in, allowed) is answered with the routes' own parts and no
-tree: the token check of ``api.security``, the access rule and the rate limit each route
+tree: the token check of ``api.core.security``, the access rule and the rate limit each route
 declares (read from the route itself), the parameter and body validation FastAPI would run, the
-statements of ``api.tasks`` and ``api.assignments``, on one connection of the engine's pool.
+statements of ``api.work.tasks`` and ``api.work.assignments``, on one connection of the engine's
+pool.
 
 Anything else is handed to FastAPI unchanged: a missing or invalid token, a refused role or a
 suspended account, parameters or a body to reject, another content type. Nothing is counted or
 written before the last of those checks, so a request handed on is counted once, by the route;
 after them, errors are rendered by the app's own exception handlers. Both ways give the same
-status, headers and bytes (tests/api/test_fastpath.py). The FastAPI routes stay: they define
+status, headers and bytes (tests/api/work/test_fastpath.py). The FastAPI routes stay: they define
 the OpenAPI schema and answer what is handed on; ``TERRAIN_FASTPATH=false`` leaves them all.
 """
 
@@ -43,12 +44,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import assignments, deps, rate_limits, tasks
-from api.errors import DomainError
-from api.limits import replaying
-from api.observability import count_reservations_now
-from api.security import read_token
-from api.settings import Settings
+from api.core import deps, rate_limits
+from api.core.body_limit import replaying
+from api.core.errors import DomainError
+from api.core.observability import count_reservations_now
+from api.core.security import read_token
+from api.core.settings import Settings
+from api.work import assignments, tasks
 
 log = logging.getLogger("terrain")
 
@@ -351,7 +353,7 @@ async def _nearby(fast: FastPath, taken: _Taken, scope: Scope, body: bytes | Non
 async def _assignment(fast: FastPath, taken: _Taken, scope: Scope, body: bytes | None) -> Response:
     settings = fast.settings
     # FastAPI reads a JSON body when the content type says so; anything else is its call. So is
-    # a request with an Idempotency-Key (api.idempotency keeps its answer).
+    # a request with an Idempotency-Key (api.core.idempotency keeps its answer).
     if body is None or _header(scope, b"content-type") != "application/json":
         raise _HandOn
     if _header(scope, b"idempotency-key") is not None:

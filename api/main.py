@@ -11,39 +11,23 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api import (
-    alerts,
-    assignments,
-    auth,
-    campaigns,
-    console,
-    contests,
-    earnings,
-    me,
-    observability,
-    photos,
-    reason_codes,
-    reservations,
-    results,
-    reviews,
-    routes,
-    store_import,
-    stores,
-    submissions,
-    suspensions,
-    task_reports,
-    tasks,
-    uploads,
-    webhooks,
-)
-from api.db import make_engine, make_sessionmaker
-from api.deps import Public
-from api.errors import install_error_handlers
+from api import console
+from api.accounts import auth, me
+from api.background.housekeeping import sweep_forever
+from api.clients import campaigns, results, store_import, stores, webhooks
+from api.core import observability
+from api.core.body_limit import BodySizeLimit
+from api.core.db import make_engine, make_sessionmaker
+from api.core.deps import Public
+from api.core.errors import install_error_handlers
+from api.core.object_store import build_object_store
+from api.core.settings import Settings
 from api.fastpath import FastPath
-from api.housekeeping import sweep_forever
-from api.limits import BodySizeLimit
-from api.object_store import build_object_store
-from api.settings import Settings
+from api.moderation import suspensions, task_reports
+from api.submissions import contests, earnings, photos, reason_codes, reviews, uploads
+from api.submissions import submit as submissions
+from api.work import alerts, assignments, reservations, tasks
+from api.work import tours as routes
 
 log = logging.getLogger("terrain")
 

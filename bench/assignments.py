@@ -36,7 +36,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.assignments import (  # noqa: E402
+from api.core.deps import _USER_SQL  # noqa: E402
+from api.core.rate_limits import _HIT  # noqa: E402
+from api.core.security import issue_token  # noqa: E402
+from api.core.settings import (  # noqa: E402
+    AppSettings,
+    AuthSettings,
+    DatabaseSettings,
+    Settings,
+    WorkSettings,
+)
+from api.main import create_app  # noqa: E402
+from api.work.assignments import (  # noqa: E402
     CANDIDATES,
     EXPIRE_STALE_SQL,
     LOCK_WORKER_SQL,
@@ -44,18 +55,7 @@ from api.assignments import (  # noqa: E402
     RESERVE_SQL,
     rank,
 )
-from api.deps import _USER_SQL  # noqa: E402
-from api.main import create_app  # noqa: E402
-from api.rate_limits import _HIT  # noqa: E402
-from api.security import issue_token  # noqa: E402
-from api.settings import (  # noqa: E402
-    AppSettings,
-    AuthSettings,
-    DatabaseSettings,
-    Settings,
-    WorkSettings,
-)
-from api.tasks import nearest_open_tasks  # noqa: E402
+from api.work.tasks import nearest_open_tasks  # noqa: E402
 from bench import record  # noqa: E402
 from bench.nearby import (  # noqa: E402
     CpuMeter,
@@ -73,7 +73,7 @@ GOAL = 0.70
 
 # --- the raw side: what the endpoint sends, statement by statement ---------------------------
 # The endpoint sends its statements on its asyncpg connection; the raw side sends the same ones
-# (imported from api.assignments), with the same parameters, in the same transaction.
+# (imported from api.work.assignments), with the same parameters, in the same transaction.
 
 
 class _BareSession:
@@ -497,7 +497,7 @@ async def main() -> int:
         spots=[points[c :: args.concurrency] for c in clients],
         limits=limits,
     )
-    # The API's own connection settings (api/db.py). The pool never makes a request wait, as
+    # The API's own connection settings (api/core/db.py). The pool never makes a request wait, as
     # every raw client has its own connection: one per request in flight.
     db_settings = {"statement_timeout": "5000", "timezone": "UTC", "application_name": "bench"}
     env = {

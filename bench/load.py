@@ -54,8 +54,8 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.security import issue_token  # noqa: E402
-from api.settings import AuthSettings  # noqa: E402
+from api.core.security import issue_token  # noqa: E402
+from api.core.settings import AuthSettings  # noqa: E402
 from bench import record  # noqa: E402
 from bench.nearby import (  # noqa: E402
     CpuMeter,

@@ -24,9 +24,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from api.core.settings import AppSettings, DatabaseSettings, Settings  # noqa: E402
 from api.main import create_app  # noqa: E402
-from api.routes import RouteRequest, build_problem, travel_model  # noqa: E402
-from api.settings import AppSettings, DatabaseSettings, Settings  # noqa: E402
+from api.work.tours import RouteRequest, build_problem, travel_model  # noqa: E402
 from bench import record  # noqa: E402
 from bench.orienteering.city import generate  # noqa: E402
 from geo.routing import solve  # noqa: E402
@@ -141,8 +141,8 @@ async def main() -> int:
                 )
             ).json()["access_token"]
             headers = {"Authorization": f"Bearer {token}"}
-            from api.routes import Candidate
-            from api.tasks import nearest_open_tasks
+            from api.work.tasks import nearest_open_tasks
+            from api.work.tours import Candidate
 
             for _ in range(args.repeat):
                 began = time.perf_counter()

@@ -26,11 +26,10 @@ from alembic.config import Config
 from fastapi import FastAPI
 from procrastinate.schema import SchemaManager
 
-from api.db import Base
-from api.main import create_app
-from api.models import Role
-from api.security import hash_password, issue_token
-from api.settings import (
+from api.core.db import Base
+from api.core.models import Role
+from api.core.security import hash_password, issue_token
+from api.core.settings import (
     AppSettings,
     AuthSettings,
     DatabaseSettings,
@@ -38,6 +37,7 @@ from api.settings import (
     StorageSettings,
     WorkSettings,
 )
+from api.main import create_app
 from tests.shared_data import pytest_terminal_summary  # noqa: F401  (the skipped-data summary)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -18,9 +18,9 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.console import exports
-from api.deps import Public, SettingsDep
-from api.errors import NotFound
-from api.settings import Settings
+from api.core.deps import Public, SettingsDep
+from api.core.errors import NotFound
+from api.core.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
 # Asset names are plain file names in the static folder: nothing else can be reached.

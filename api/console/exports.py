@@ -18,12 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.background import BackgroundTask
 
-from api.campaigns import own_campaign
-from api.deps import CurrentClient, SessionDep, SettingsDep, StorageDep
-from api.models import Photo, PhotoState, Store, Submission, Task, User
-from api.results import VISIBLE_STATUSES, sanitized_key, sanitized_photo_link
-from api.schemas import ERROR_RESPONSES
-from api.settings import Settings
+from api.clients.campaigns import own_campaign
+from api.clients.results import VISIBLE_STATUSES, sanitized_key, sanitized_photo_link
+from api.core.deps import CurrentClient, SessionDep, SettingsDep, StorageDep
+from api.core.models import Photo, PhotoState, Store, Submission, Task, User
+from api.core.schemas import ERROR_RESPONSES
+from api.core.settings import Settings
 from storage import ObjectStore
 
 router = APIRouter(tags=["campaigns"], responses=ERROR_RESPONSES)

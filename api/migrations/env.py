@@ -9,9 +9,9 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from api import models  # noqa: F401  (registers the tables on the metadata)
-from api.db import Base
-from api.settings import DatabaseSettings
+from api.core import models  # noqa: F401  (registers the tables on the metadata)
+from api.core.db import Base
+from api.core.settings import DatabaseSettings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fastapi.routing import APIRoute
 
+from api.core.models import Role
 from api.main import create_app
-from api.models import Role
 from tests.conftest import PASSWORD, table_fingerprint
 
 PHOTO_GRANT = {"content_type": "image/jpeg", "size_bytes": 1000, "sha256": "ab" * 32}
@@ -274,7 +274,7 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
 ]
 DOCUMENTATION_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 # Endless bodies cannot go through the in-process client: their cells are asserted over a real
-# server in their own module (tests/api/test_alerts.py).
+# server in their own module (tests/api/work/test_alerts.py).
 STREAMING_ROUTES = {("GET", "/v1/me/alerts/stream")}
 
 

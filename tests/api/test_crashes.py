@@ -58,8 +58,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.models import Role
-from tests.api.test_photos import STORE, device_fix, shelf_photo
+from api.core.models import Role
+from tests.api.submissions.test_photos import STORE, device_fix, shelf_photo
 from tests.conftest import ROOT, Account, free_port
 
 ROUNDS = 60

@@ -18,9 +18,9 @@ import asyncpg
 import httpx
 import pytest
 
-from api.models import Role
+from api.core.models import Role
 from storage import S3ObjectStore
-from tests.api.test_photos import (
+from tests.api.submissions.test_photos import (
     STORE,
     arrange,
     ask_upload,

@@ -8,7 +8,7 @@ import uuid
 import asyncpg
 import pytest
 
-from api.models import Role
+from api.core.models import Role
 from tests.conftest import (
     OWNED_TABLES,
     UNFINGERPRINTED,

@@ -41,7 +41,7 @@ module (Schemathesis' plugin ends ASGI lifespans after each item: a new engine a
 connection for every item otherwise); ids drawn only where they change the request.
 
 Excluded: GET /v1/me/alerts/stream answers a worker with server-sent events that never end, so
-each of its worker examples would last until a timeout; tests/api/test_alerts.py covers it
+each of its worker examples would last until a timeout; tests/api/work/test_alerts.py covers it
 over a real server.
 
 Deterministic: Hypothesis runs derandomized, with no example database. Each item's examples
@@ -71,10 +71,10 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.openapi.checks import IgnoredAuth, RejectedPositiveData
 from schemathesis.python import asgi
 
+from api.core.models import Role
+from api.core.settings import Settings
 from api.main import create_app
-from api.models import Role
-from api.settings import Settings
-from tests.api.test_settlement import submitted
+from tests.api.submissions.test_settlement import submitted
 from tests.conftest import Factory, make_settings, plain_dsn, truncate
 
 # Crossed with every operation: one test item per operation and role.
@@ -130,7 +130,7 @@ ACCEPTED_REFUSALS: dict[str, dict[str, str]] = {
         "no_stores_targeted": "the client's own stores",
     },
     # Cancelling twice is refused for the campaign's state, with a 422 where the other state
-    # conflicts say 409; tests/api/test_campaigns.py asserts the 422.
+    # conflicts say 409; tests/api/clients/test_campaigns.py asserts the 422.
     "POST /v1/campaigns/{campaign_id}/cancel": {"campaign_not_active": "the campaign's state"},
     "GET /v1/tasks/nearby": {
         "radius_too_large": "bound from settings",
@@ -176,7 +176,7 @@ ACCEPTED_REFUSALS: dict[str, dict[str, str]] = {
         )
     },
 }
-# Every creating route takes an Idempotency-Key (api/idempotency.py): a generated key that an
+# Every creating route takes an Idempotency-Key (api/core/idempotency.py): a generated key that an
 # earlier example used with another request is refused for that state.
 for _operation in (
     "POST /v1/campaigns",

@@ -7,9 +7,9 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from api.models import Role
-from api.schemas import MAX_BIGINT
-from api.task_reports import ReportDecisionIn
+from api.core.models import Role
+from api.core.schemas import MAX_BIGINT
+from api.moderation.task_reports import ReportDecisionIn
 from tests.conftest import PASSWORD, table_fingerprint
 
 PAST_BIGINT = MAX_BIGINT + 1

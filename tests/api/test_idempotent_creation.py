@@ -1,8 +1,8 @@
 """Every creating request a mobile app or a client's integration may retry takes an
-Idempotency-Key (api.idempotency): the same key and request replay the first answer, the same
+Idempotency-Key (api.core.idempotency): the same key and request replay the first answer, the same
 status and bytes, with one effect; the same key with another request is refused with 422
 ``idempotency_key_reused`` and changes nothing; concurrent requests with one key make one
-effect. Submissions and photo grants keep their own keys (tests/api/test_idempotency.py)."""
+effect. Submissions and photo grants keep their own keys (tests/api/core/test_idempotency.py)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from api.models import Role
-from tests.api.test_campaigns import campaign_body
-from tests.api.test_idempotency import CONCURRENCY, at_once
-from tests.api.test_my_data import open_tasks
-from tests.api.test_photos import STORE
-from tests.api.test_settlement import REWARD, age, submitted
-from tests.api.test_suspensions import MESSAGE, suspended
-from tests.api.test_webhooks import register
+from api.core.models import Role
+from tests.api.accounts.test_my_data import open_tasks
+from tests.api.clients.test_campaigns import campaign_body
+from tests.api.clients.test_webhooks import register
+from tests.api.core.test_idempotency import CONCURRENCY, at_once
+from tests.api.moderation.test_suspensions import MESSAGE, suspended
+from tests.api.submissions.test_photos import STORE
+from tests.api.submissions.test_settlement import REWARD, age, submitted
 from tests.conftest import Account, Factory, table_fingerprint
 
 KEY = {"Idempotency-Key": "retry-me-0001"}

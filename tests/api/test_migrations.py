@@ -10,7 +10,7 @@ Three comparisons, each catching what the others cannot:
   does not compare), index (method, operator class, predicate), enum label and table
   persistence, as PostgreSQL writes them;
 - the triggers, which SQLAlchemy does not model, against the list each model declares
-  (``_triggers`` in api/models.py) plus the ones in the schema procrastinate ships.
+  (``_triggers`` in api/core/models.py) plus the ones in the schema procrastinate ships.
 
 Left out, each for a reason: PostGIS's ``spatial_ref_sys`` (the extension's own table) and
 ``alembic_version`` (Alembic's); procrastinate's tables, types and triggers are not in the
@@ -34,7 +34,7 @@ from geoalchemy2 import alembic_helpers
 from sqlalchemy import Column, MetaData, Text, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from api.db import Base
+from api.core.db import Base
 from tests.conftest import (
     PROCRASTINATE_SCHEMA,
     PROCRASTINATE_TABLES,

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from playwright.async_api import async_playwright
 
+from api.core.settings import Settings
 from api.main import create_app
-from api.settings import Settings
 from tests.conftest import Factory, free_port, make_settings, plain_dsn, serving, truncate
 
 CHROMIUM = "/usr/bin/chromium"

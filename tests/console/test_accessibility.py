@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.models import Role
+from api.core.models import Role
 from tests.conftest import PASSWORD
 from tests.console.conftest import sign_in
 from tests.console.test_reviewer import flagged_submission

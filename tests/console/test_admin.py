@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 
-from api.db import make_engine, make_sessionmaker
-from api.models import Role
-from api.settings import Settings
-from api.settlement import settle_overdue
-from tests.api.test_settlement import REWARD, age, balance, submitted
+from api.core.db import make_engine, make_sessionmaker
+from api.core.models import Role
+from api.core.settings import Settings
+from api.submissions.settlement import settle_overdue
+from tests.api.submissions.test_settlement import REWARD, age, balance, submitted
 from tests.conftest import PASSWORD
 from tests.console.conftest import sign_in
 

@@ -10,8 +10,16 @@ import zipfile
 
 import pytest
 
-from api.models import Role
-from tests.api.test_photos import STORE, complete, device_fix, reserve, shelf_photo, submit, upload
+from api.core.models import Role
+from tests.api.submissions.test_photos import (
+    STORE,
+    complete,
+    device_fix,
+    reserve,
+    shelf_photo,
+    submit,
+    upload,
+)
 from tests.conftest import PASSWORD
 from tests.console.conftest import screenshot, sign_in
 from tests.validation.photos import point_at

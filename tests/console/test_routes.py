@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from api.console import ConsoleSettings, content_security_policy
 from api.console.exports import archive_name
-from api.models import Role
-from tests.api.test_settlement import submitted
+from api.core.models import Role
+from tests.api.submissions.test_settlement import submitted
 from tests.conftest import make_settings
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from geographiclib.geodesic import Geodesic
 from PIL import Image, ImageDraw, ImageFilter
 
-from api.simulation.photos import dms, rational
+from sim.photos import dms, rational
 
 GPS_IFD = 0x8825
 EXIF_IFD = 0x8769

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFilter
 from PIL.TiffImagePlugin import IFDRational
 
-from api.simulation.photos import dms
+from sim.photos import dms
 from validation import PhotoFacts, UnreadablePhoto, read_photo
 from validation.exif import DATETIME_ORIGINAL, GPS_ACCURACY, GPS_DATETIME, GPS_POSITION, OFFSET_TIME
 

@@ -1,0 +1,426 @@
+"""Campaigns: commission one task per targeted store, follow progress, read results."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
+from sqlalchemy import String, case, cast, func, insert, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.clients.stores import bbox_filter, parse_bbox
+from api.core import audit
+from api.core.deps import CurrentClient, SessionDep, SettingsDep
+from api.core.errors import Invalid, NotFound
+from api.core.idempotency import IdempotencyKeyHeader, idempotent
+from api.core.models import Campaign, CampaignStatus, Store, Task, TaskStatus, User
+from api.core.schemas import ERROR_RESPONSES, Body, trimmed_min, valid_polygon
+from api.core.settings import WorkSettings
+from api.work.alerts import raise_alerts
+
+router = APIRouter(tags=["campaigns"], responses=ERROR_RESPONSES)
+
+MAX_CAMPAIGN_DAYS = 366
+
+
+class Target(Body):
+    """Exactly one of: explicit store ids, a bbox, or a GeoJSON (Multi)Polygon."""
+
+    store_ids: list[uuid.UUID] | None = Field(None, min_length=1, max_length=20_000)
+    bbox: str | None = Field(
+        None,
+        max_length=100,
+        description="west,south,east,north in degrees",
+        examples=["2.2,48.8,2.4,48.9"],
+    )
+    polygon: dict[str, Any] | None = Field(None, description="GeoJSON Polygon or MultiPolygon")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Target:
+        given = [self.store_ids is not None, self.bbox is not None, self.polygon is not None]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of store_ids, bbox, polygon")
+        return self
+
+    @field_validator("polygon")
+    @classmethod
+    def _valid_polygon(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            valid_polygon(value, name="polygon", types=("Polygon", "MultiPolygon"))
+        return value
+
+
+class CampaignIn(Body):
+    name: str = Field(min_length=1, max_length=200, pattern=trimmed_min(1))
+    purpose: str = Field(
+        min_length=3,
+        max_length=2000,
+        pattern=trimmed_min(3),
+        description="Why the photos are needed; shown to workers",
+    )
+    instructions: str = Field("", max_length=5000)
+    min_photos: int = Field(1, ge=1, le=20)
+    max_photos: int = Field(3, ge=1, le=20)
+    reward_cents: int = Field(ge=1, le=1_000_000, description="Reward per task, integer cents")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")
+    onsite_minutes: int = Field(ge=1, le=480, description="Estimated time in the store")
+    reservation_minutes: int = Field(120, ge=10, le=24 * 60)
+    starts_at: AwareDatetime | None = Field(None, description="Default: now")
+    ends_at: AwareDatetime
+    target: Target
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CampaignIn:
+        if self.min_photos > self.max_photos:
+            raise ValueError("min_photos must not exceed max_photos")
+        starts_at = self.starts_at or datetime.now(UTC)
+        if self.ends_at <= starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        if self.ends_at - starts_at > timedelta(days=MAX_CAMPAIGN_DAYS):
+            raise ValueError(f"a campaign lasts at most {MAX_CAMPAIGN_DAYS} days")
+        return self
+
+
+class CampaignOut(BaseModel):
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    name: str
+    purpose: str
+    instructions: str
+    min_photos: int
+    max_photos: int
+    reward_cents: int
+    currency: str
+    onsite_minutes: int
+    reservation_minutes: int
+    hourly_rate_cents: int = Field(description="Reward per hour of on-site time")
+    starts_at: datetime
+    ends_at: datetime
+    status: CampaignStatus
+    created_at: datetime
+    task_counts: dict[TaskStatus, int] = Field(
+        description="Tasks by status; a reservation past its expiry counts as open"
+    )
+    task_total: int
+
+
+class CampaignPage(BaseModel):
+    items: list[CampaignOut]
+    next_cursor: str | None = None
+
+
+def hourly_rate_cents(reward_cents: int, minutes: float) -> int:
+    """The rate shown with a campaign, rounded to a cent; the pay floor compares exactly."""
+    return round(reward_cents * 60 / minutes)
+
+
+def exact_cents(value: Fraction) -> str:
+    """A rate as a decimal, exact when it terminates, else cut (never rounded up) after four
+    places and marked: a rate just below the floor never reads as the floor."""
+    whole, rest = divmod(value.numerator, value.denominator)
+    digits = ""
+    while rest and len(digits) < 4:
+        digit, rest = divmod(rest * 10, value.denominator)
+        digits += str(digit)
+    return f"{whole}.{digits}{'…' if rest else ''}" if digits else str(whole)
+
+
+def check_pay_floor(
+    work: WorkSettings, *, reward_cents: int, onsite_minutes: int, currency: str
+) -> None:
+    """The floor is a minimum on the reward per hour of on-site time, compared exactly in
+    integers: reward_cents * 60 >= floor_cents_per_hour * onsite_minutes."""
+    floor = work.pay_floor_cents_per_hour.get(currency)
+    if floor is None:
+        raise Invalid(
+            f"Currency {currency} is not accepted here.",
+            code="unsupported_currency",
+            accepted_currencies=sorted(work.pay_floor_cents_per_hour),
+        )
+    if reward_cents * 60 < floor * onsite_minutes:
+        rate = Fraction(reward_cents * 60, onsite_minutes)
+        min_reward_cents = -(-floor * onsite_minutes // 60)
+        raise Invalid(
+            f"This campaign pays {exact_cents(rate)} cents/h ({reward_cents} cents for "
+            f"{onsite_minutes} minutes on site), below the floor of {floor} cents/h in "
+            f"{currency}: raise the reward to at least {min_reward_cents} cents or shorten the "
+            "on-site time.",
+            code="pay_below_floor",
+            hourly_rate_cents=float(rate),
+            floor_cents_per_hour=floor,
+            min_reward_cents=min_reward_cents,
+            currency=currency,
+        )
+
+
+def effective_status() -> Any:
+    """A reserved task whose reservation has passed its expiry is open again, at once."""
+    return case(
+        (
+            (Task.status == TaskStatus.reserved) & (Task.reserved_until <= func.now()),
+            literal(TaskStatus.open.value),
+        ),
+        else_=cast(Task.status, String),
+    )
+
+
+async def _targeted_store_filter(
+    session: AsyncSession, organization_id: uuid.UUID, target: Target
+) -> Any:
+    if target.store_ids is not None:
+        wanted = set(target.store_ids)
+        found = set(
+            await session.scalars(
+                select(Store.id).where(
+                    Store.organization_id == organization_id, Store.id.in_(wanted)
+                )
+            )
+        )
+        if missing := wanted - found:
+            raise Invalid(
+                "Some store ids are not stores of your organization.",
+                code="unknown_store_ids",
+                store_ids=sorted(str(i) for i in missing),
+            )
+        return Store.id.in_(found)
+    if target.bbox is not None:
+        return bbox_filter(Store.location, parse_bbox(target.bbox))
+    polygon = func.ST_SetSRID(func.ST_GeomFromGeoJSON(json.dumps(target.polygon)), 4326)
+    return func.ST_Covers(polygon, func.geometry(Store.location))
+
+
+async def create_campaign(
+    session: AsyncSession, *, client: User, body: CampaignIn, work: WorkSettings
+) -> CampaignOut:
+    assert client.organization_id is not None
+    check_pay_floor(
+        work,
+        reward_cents=body.reward_cents,
+        onsite_minutes=body.onsite_minutes,
+        currency=body.currency,
+    )
+    campaign = Campaign(
+        organization_id=client.organization_id,
+        name=body.name,
+        purpose=body.purpose,
+        instructions=body.instructions,
+        min_photos=body.min_photos,
+        max_photos=body.max_photos,
+        reward_cents=body.reward_cents,
+        currency=body.currency,
+        onsite_minutes=body.onsite_minutes,
+        reservation_minutes=body.reservation_minutes,
+        starts_at=body.starts_at or datetime.now(UTC),
+        ends_at=body.ends_at,
+        status=CampaignStatus.active,
+        created_by=client.id,
+    )
+    session.add(campaign)
+    await session.flush()
+    stores = select(
+        literal(campaign.id).label("campaign_id"),
+        Store.id,
+        Store.location,
+        literal(campaign.reward_cents),
+        literal(campaign.currency),
+        literal(TaskStatus.open.value).cast(Task.status.type),
+        literal(campaign.starts_at),
+        literal(campaign.ends_at),
+    ).where(
+        Store.organization_id == client.organization_id,
+        await _targeted_store_filter(session, client.organization_id, body.target),
+    )
+    created = await session.execute(
+        insert(Task)
+        .from_select(
+            [
+                "campaign_id",
+                "store_id",
+                "location",
+                "reward_cents",
+                "currency",
+                "status",
+                "starts_at",
+                "ends_at",
+            ],
+            stores,
+        )
+        .returning(Task.id)
+    )
+    task_ids = list(created.scalars())
+    task_count = len(task_ids)
+    if task_count == 0:
+        raise Invalid("The target matches none of your stores.", code="no_stores_targeted")
+    await raise_alerts(session, task_ids, per_hour=work.alerts_per_hour)
+    await audit.record(
+        session,
+        actor_id=client.id,
+        action="campaign.launched",
+        object_type="campaign",
+        object_id=campaign.id,
+        tasks=task_count,
+    )
+    return await get_campaign(session, client=client, campaign_id=campaign.id)
+
+
+async def _task_counts(
+    session: AsyncSession, campaign_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, dict[TaskStatus, int]]:
+    status = effective_status()
+    rows = await session.execute(
+        select(Task.campaign_id, status, func.count())
+        .where(Task.campaign_id.in_(campaign_ids))
+        .group_by(Task.campaign_id, status)
+    )
+    counts: dict[uuid.UUID, dict[TaskStatus, int]] = {
+        cid: {s: 0 for s in TaskStatus} for cid in campaign_ids
+    }
+    for campaign_id, value, count in rows:
+        counts[campaign_id][TaskStatus(value)] = count
+    return counts
+
+
+def _campaign_out(campaign: Campaign, counts: dict[TaskStatus, int]) -> CampaignOut:
+    return CampaignOut(
+        id=campaign.id,
+        organization_id=campaign.organization_id,
+        name=campaign.name,
+        purpose=campaign.purpose,
+        instructions=campaign.instructions,
+        min_photos=campaign.min_photos,
+        max_photos=campaign.max_photos,
+        reward_cents=campaign.reward_cents,
+        currency=campaign.currency,
+        onsite_minutes=campaign.onsite_minutes,
+        reservation_minutes=campaign.reservation_minutes,
+        hourly_rate_cents=hourly_rate_cents(campaign.reward_cents, campaign.onsite_minutes),
+        starts_at=campaign.starts_at,
+        ends_at=campaign.ends_at,
+        status=campaign.status,
+        created_at=campaign.created_at,
+        task_counts=counts,
+        task_total=sum(counts.values()),
+    )
+
+
+async def own_campaign(session: AsyncSession, *, client: User, campaign_id: uuid.UUID) -> Campaign:
+    campaign = await session.get(Campaign, campaign_id)
+    if campaign is None or campaign.organization_id != client.organization_id:
+        raise NotFound("No such campaign.", code="campaign_not_found")
+    return campaign
+
+
+async def get_campaign(
+    session: AsyncSession, *, client: User, campaign_id: uuid.UUID
+) -> CampaignOut:
+    campaign = await own_campaign(session, client=client, campaign_id=campaign_id)
+    counts = await _task_counts(session, [campaign.id])
+    return _campaign_out(campaign, counts[campaign.id])
+
+
+async def list_campaigns(
+    session: AsyncSession, *, client: User, limit: int, cursor: uuid.UUID | None
+) -> CampaignPage:
+    query = select(Campaign).where(Campaign.organization_id == client.organization_id)
+    if cursor is not None:
+        query = query.where(Campaign.id > cursor)
+    campaigns = list(await session.scalars(query.order_by(Campaign.id).limit(limit + 1)))
+    page = campaigns[:limit]
+    counts = await _task_counts(session, [c.id for c in page])
+    return CampaignPage(
+        items=[_campaign_out(c, counts[c.id]) for c in page],
+        next_cursor=str(page[-1].id) if len(campaigns) > limit else None,
+    )
+
+
+async def cancel_campaign(
+    session: AsyncSession, *, client: User, campaign_id: uuid.UUID
+) -> CampaignOut:
+    """Stop a campaign: its open tasks are cancelled; reserved ones may still be completed."""
+    campaign = await own_campaign(session, client=client, campaign_id=campaign_id)
+    updated = await session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign.id, Campaign.status == CampaignStatus.active)
+        .values(status=CampaignStatus.cancelled)
+        .returning(Campaign.id)
+    )
+    if updated.first() is None:
+        raise Invalid(
+            f"The campaign is already {campaign.status.value}.", code="campaign_not_active"
+        )
+    cancelled = await session.execute(
+        update(Task)
+        .where(
+            Task.campaign_id == campaign.id,
+            (Task.status == TaskStatus.open)
+            | ((Task.status == TaskStatus.reserved) & (Task.reserved_until <= func.now())),
+        )
+        .values(status=TaskStatus.cancelled, reserved_until=None, updated_at=func.now())
+        .returning(Task.id)
+    )
+    await audit.record(
+        session,
+        actor_id=client.id,
+        action="campaign.cancelled",
+        object_type="campaign",
+        object_id=campaign.id,
+        tasks_cancelled=len(cancelled.all()),
+    )
+    await session.refresh(campaign)
+    return await get_campaign(session, client=client, campaign_id=campaign.id)
+
+
+PageSize = Annotated[int, Query(ge=1, le=500)]
+
+
+@router.post("/v1/campaigns", status_code=201, response_model=CampaignOut)
+async def create_campaign_route(
+    body: CampaignIn,
+    client: CurrentClient,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    """Launch a campaign: one open task per targeted store, created in one transaction.
+
+    Refused with 422 `pay_below_floor` when the reward per hour of on-site time is below the
+    configured floor for the currency (the answer states the exact rate and the floor).
+    """
+    return await idempotent(
+        session,
+        user_id=client.id,
+        route="POST /v1/campaigns",
+        key=idempotency_key,
+        request=body.model_dump(mode="json"),
+        status_code=201,
+        run=lambda: create_campaign(session, client=client, body=body, work=settings.work),
+    )
+
+
+@router.get("/v1/campaigns")
+async def list_campaigns_route(
+    client: CurrentClient,
+    session: SessionDep,
+    limit: PageSize = 100,
+    cursor: uuid.UUID | None = None,
+) -> CampaignPage:
+    return await list_campaigns(session, client=client, limit=limit, cursor=cursor)
+
+
+@router.get("/v1/campaigns/{campaign_id}")
+async def get_campaign_route(
+    campaign_id: uuid.UUID, client: CurrentClient, session: SessionDep
+) -> CampaignOut:
+    return await get_campaign(session, client=client, campaign_id=campaign_id)
+
+
+@router.post("/v1/campaigns/{campaign_id}/cancel")
+async def cancel_campaign_route(
+    campaign_id: uuid.UUID, client: CurrentClient, session: SessionDep
+) -> CampaignOut:
+    return await cancel_campaign(session, client=client, campaign_id=campaign_id)
