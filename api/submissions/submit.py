@@ -19,6 +19,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import audit
@@ -247,31 +248,35 @@ async def submission_out(
     session: AsyncSession, submission: Submission, settings: Settings
 ) -> SubmissionOut:
     review = settings.review
-    appeal = await session.scalar(select(Appeal).where(Appeal.submission_id == submission.id))
-    dispute = await session.scalar(select(Dispute).where(Dispute.submission_id == submission.id))
-    decider_role = (
-        await session.scalar(select(User.role).where(User.id == submission.decided_by))
-        if submission.decided_by
-        else None
+    # What the answer adds to the row, read in one statement: its appeal and dispute (one each
+    # at most, by their unique submission_id), who decided, the device position and the photos.
+    decider = User.__table__.alias("decider")
+    photo_ids_of = (
+        select(func.array_agg(aggregate_order_by(Photo.id, Photo.created_at)))
+        .where(
+            Photo.reservation_id == submission.reservation_id,
+            Photo.state == PhotoState.completed,
+        )
+        .scalar_subquery()
     )
-    lat, lon = (
+    row = (
         await session.execute(
             select(
+                Appeal,
+                Dispute,
+                decider.c.role,
                 func.ST_Y(func.geometry(Submission.device_location)),
                 func.ST_X(func.geometry(Submission.device_location)),
-            ).where(Submission.id == submission.id)
+                photo_ids_of,
+            )
+            .select_from(Submission)
+            .outerjoin(Appeal, Appeal.submission_id == Submission.id)
+            .outerjoin(Dispute, Dispute.submission_id == Submission.id)
+            .outerjoin(decider, decider.c.id == Submission.decided_by)
+            .where(Submission.id == submission.id)
         )
     ).one()
-    photo_ids = list(
-        await session.scalars(
-            select(Photo.id)
-            .where(
-                Photo.reservation_id == submission.reservation_id,
-                Photo.state == PhotoState.completed,
-            )
-            .order_by(Photo.created_at)
-        )
-    )
+    appeal, dispute, decider_role, lat, lon, photo_ids = row
     status = submission.status
     undecided = status in (SubmissionStatus.pending_acceptance, SubmissionStatus.needs_review)
     can_appeal = (
@@ -328,7 +333,7 @@ async def submission_out(
         device_accuracy_m=submission.device_accuracy_m,
         device_fixed_at=submission.device_fixed_at,
         device_is_mock=submission.device_is_mock,
-        photo_ids=photo_ids,
+        photo_ids=photo_ids or [],
         created_at=submission.created_at,
     )
 
