@@ -69,6 +69,12 @@ class TaskStatus(enum.StrEnum):
     hidden = "hidden"
 
 
+# The statuses a task may be taken in (when exactly: ``api.work.availability``, whose predicate
+# leads with this test so that the planner can use the partial indexes declared on it).
+TAKEABLE_STATUSES = (TaskStatus.open, TaskStatus.reserved)
+TAKEABLE_STATUS_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in TAKEABLE_STATUSES))
+
+
 class ReservationState(enum.StrEnum):
     active = "active"
     released = "released"
@@ -266,14 +272,14 @@ class Task(Base):
             "unit_vector",
             postgresql_using="gist",
             postgresql_ops={"unit_vector": "gist_geometry_ops_nd"},
-            postgresql_where=text("status IN ('open', 'reserved')"),
+            postgresql_where=text(TAKEABLE_STATUS_SQL),
         ),
         Index(
             "ix_task_available_mercator",
             "mercator",
             postgresql_using="spgist",
             postgresql_ops={"mercator": "quad_point_ops"},
-            postgresql_where=text("status IN ('open', 'reserved') AND mercator IS NOT NULL"),
+            postgresql_where=text(f"{TAKEABLE_STATUS_SQL} AND mercator IS NOT NULL"),
         ),
         Index("ix_task_campaign_id_status", "campaign_id", "status"),
         Index("ix_task_store_id", "store_id"),

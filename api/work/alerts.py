@@ -40,7 +40,7 @@ from api.core.schemas import (
     valid_polygon,
 )
 from api.core.settings import Settings
-from api.work.tasks import AVAILABLE_SQL
+from api.work.availability import AVAILABLE_SQL
 
 router = APIRouter(tags=["alerts"], responses=ERROR_RESPONSES)
 

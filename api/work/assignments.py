@@ -26,9 +26,9 @@ from api.core.observability import count_reservations, count_reservations_now
 from api.core.rate_limits import ReservationLimit
 from api.core.schemas import ERROR_RESPONSES, Body, Latitude, Longitude
 from api.core.settings import Settings, WorkSettings
+from api.work.availability import AVAILABLE_SQL
 from api.work.reservations import LOCK_WORKER_SQL, ReservationOut, check_cap, refuse_suspended
 from api.work.tasks import (
-    AVAILABLE_SQL,
     DETAIL_COLUMNS,
     DETAIL_JOINS,
     nearest_rows,

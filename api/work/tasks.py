@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import asyncpg
 import orjson
@@ -18,11 +18,12 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.core.deps import CurrentWorker, SessionDep, SettingsDep
+from api.core.deps import CurrentWorker, SessionDep, SettingsDep, driver
 from api.core.errors import Invalid, NotFound
 from api.core.models import TaskStatus
 from api.core.schemas import ERROR_RESPONSES, Latitude, Longitude, PointGeometry
 from api.core.settings import WorkSettings
+from api.work.availability import AVAILABLE_SQL, EFFECTIVE_STATUS_SQL
 from geo.distance import SPHERE_ELLIPSOID_MAX_RATIO_ERROR, arc_for_chord, chord_for_arc, unit_vector
 
 router = APIRouter(tags=["tasks"], responses=ERROR_RESPONSES)
@@ -125,9 +126,8 @@ async def nearby_query(
     return NearbyQuery(lat=lat, lon=lon, radius_m=radius, limit=limit)
 
 
-DETAIL_COLUMNS = """
-           CASE WHEN t.status = 'reserved' AND t.reserved_until <= now() THEN 'open'
-                ELSE t.status::text END AS status, t.reward_cents, t.currency,
+DETAIL_COLUMNS = f"""
+           {EFFECTIVE_STATUS_SQL} AS status, t.reward_cents, t.currency,
            t.ends_at AS available_until,
            o.id AS organization_id, o.name AS organization_name,
            o.description AS organization_description,
@@ -143,13 +143,6 @@ DETAIL_JOINS = """
     JOIN organization o ON o.id = c.organization_id
     JOIN store s ON s.id = t.store_id
 """
-
-# A task ``t`` anyone may take now: open, or reserved past its expiry, within its dates. The
-# one SQL spelling of availability for nearby, assignments and route reservations.
-AVAILABLE_SQL = """
-      t.status IN ('open', 'reserved')
-      AND (t.status = 'open' OR t.reserved_until <= now())
-      AND t.starts_at <= now() AND t.ends_at > now()"""
 
 # What the callers that rank tasks themselves read of each one: assignments (terms) and route
 # suggestions (place and hours).
@@ -247,7 +240,7 @@ def _nearest_statement(candidates: str, *, with_user: bool) -> _Statement:
 # A listed task's entry, as the nearby answer gives it: the entry the database keeps on the
 # task (migrations 0011 and 0012: a JSON object, kept open for what depends on where the worker
 # stands) and those three fields, written once (a chain of || would copy the entry at each
-# link). The rate is computed in double precision as estimated_hourly_rate_cents computes it,
+# link). The rate is computed in double precision as api.work.pay computes it,
 # and rounded half to even as Python rounds.
 _ENTRY = """concat(
                 listing,
@@ -376,12 +369,6 @@ def task_out_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
     }
 
 
-def estimated_hourly_rate_cents(
-    reward_cents: int, onsite_minutes: float, travel_minutes: float
-) -> int:
-    return round(reward_cents * 60 / (onsite_minutes + travel_minutes))
-
-
 async def nearest_open_tasks(
     session: AsyncSession, *, lat: float, lon: float, radius_m: float, limit: int
 ) -> list[asyncpg.Record]:
@@ -394,16 +381,9 @@ async def nearest_open_tasks(
     widened until it provably holds every task whose geodesic distance could make the cut.
     """
     ranked, _ = await nearest_rows(
-        await driver_of(session), lat=lat, lon=lon, radius_m=radius_m, limit=limit
+        await driver(session), lat=lat, lon=lon, radius_m=radius_m, limit=limit
     )
     return ranked
-
-
-async def driver_of(session: AsyncSession) -> asyncpg.Connection:
-    """The session's own asyncpg connection, inside its transaction: the busiest queries skip
-    the ORM's execution layer, which would double their client-side cost."""
-    raw = await (await session.connection()).get_raw_connection()
-    return cast(asyncpg.Connection, raw.driver_connection)
 
 
 async def _widened(
@@ -491,7 +471,7 @@ async def nearby_answer(
 
 
 async def nearby(session: AsyncSession, query: NearbyQuery, work: WorkSettings) -> bytes:
-    payload, _ = await nearby_answer(await driver_of(session), query, work)
+    payload, _ = await nearby_answer(await driver(session), query, work)
     return payload
 
 

@@ -25,8 +25,10 @@ from api.core.observability import count_reservations, count_reservations_now
 from api.core.rate_limits import ReservationLimit
 from api.core.schemas import ERROR_RESPONSES, Body, Latitude, Longitude, PointGeometry
 from api.core.settings import Settings, WorkSettings
+from api.work.availability import AVAILABLE_SQL
+from api.work.pay import estimated_hourly_rate_cents
 from api.work.reservations import check_cap, expire_stale_reservations_of, held_count, lock_worker
-from api.work.tasks import AVAILABLE_SQL, estimated_hourly_rate_cents, nearest_open_tasks
+from api.work.tasks import nearest_open_tasks
 from geo.distance import great_circle_m
 from geo.opening_hours import parse_opening_hours
 from geo.routing import InfeasibleRouteError, Problem, Route, Visit, check_route, solve
