@@ -325,6 +325,16 @@ async def create_endpoint_route(
     )
 
 
+async def endpoints_of(
+    session: AsyncSession, organization_id: uuid.UUID | None, *, after: uuid.UUID | None, limit: int
+) -> list[WebhookEndpoint]:
+    """An organization's endpoints in id order, from after ``after``."""
+    query = select(WebhookEndpoint).where(WebhookEndpoint.organization_id == organization_id)
+    if after is not None:
+        query = query.where(WebhookEndpoint.id > after)
+    return list(await session.scalars(query.order_by(WebhookEndpoint.id).limit(limit)))
+
+
 @router.get("/v1/webhooks")
 async def list_endpoints_route(
     client: CurrentClient,
@@ -333,10 +343,7 @@ async def list_endpoints_route(
     cursor: uuid.UUID | None = None,
 ) -> EndpointPage:
     """Your organization's endpoints, deactivated ones included, in a stable order."""
-    query = select(WebhookEndpoint).where(WebhookEndpoint.organization_id == client.organization_id)
-    if cursor is not None:
-        query = query.where(WebhookEndpoint.id > cursor)
-    endpoints = list(await session.scalars(query.order_by(WebhookEndpoint.id).limit(limit + 1)))
+    endpoints = await endpoints_of(session, client.organization_id, after=cursor, limit=limit + 1)
     page = endpoints[:limit]
     return EndpointPage(
         items=[_endpoint_out(e) for e in page],

@@ -300,19 +300,25 @@ async def suspend_route(
     )
 
 
+async def suspensions_in_force(session: AsyncSession, limit: int = 500) -> list[Suspension]:
+    """Appealed and undecided first (they have a deadline), then oldest first."""
+    return list(
+        await session.scalars(
+            select(Suspension)
+            .where(Suspension.lifted_at.is_(None))
+            .order_by(
+                (Suspension.appealed_at.is_not(None) & Suspension.appeal_outcome.is_(None)).desc(),
+                Suspension.created_at,
+            )
+            .limit(limit)
+        )
+    )
+
+
 @router.get("/v1/suspensions")
 async def suspensions_route(admin: CurrentAdmin, session: SessionDep) -> list[SuspensionOut]:
     """Suspensions in force, appealed and undecided first."""
-    rows = await session.scalars(
-        select(Suspension)
-        .where(Suspension.lifted_at.is_(None))
-        .order_by(
-            (Suspension.appealed_at.is_not(None) & Suspension.appeal_outcome.is_(None)).desc(),
-            Suspension.created_at,
-        )
-        .limit(500)
-    )
-    return [suspension_out(s) for s in rows]
+    return [suspension_out(s) for s in await suspensions_in_force(session)]
 
 
 @router.post("/v1/me/suspension/appeal", response_model=SuspensionOut)

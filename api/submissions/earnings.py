@@ -11,16 +11,17 @@ import csv
 import io
 import uuid
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import text
+from sqlalchemy import Row, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core.deps import CurrentAdmin, SessionDep, WorkerEvenSuspended
 from api.core.errors import Conflict, NotFound
 from api.core.idempotency import IdempotencyKeyHeader, idempotent
-from api.core.models import User
+from api.core.models import PayoutBatch, User
 from api.core.schemas import ERROR_RESPONSES, MAX_BIGINT
 
 router = APIRouter(tags=["earnings"], responses=ERROR_RESPONSES)
@@ -269,6 +270,13 @@ _BATCH_CSV = text(
 )
 
 
+async def batch_transfers(session: AsyncSession, batch_id: uuid.UUID) -> list[Row[Any]]:
+    """A payout batch's transfers; 404 when there is no such batch."""
+    if not await session.scalar(select(PayoutBatch.id).where(PayoutBatch.id == batch_id)):
+        raise NotFound("No such payout batch.", code="payout_batch_not_found")
+    return list(await session.execute(_BATCH_CSV, {"batch_id": batch_id}))
+
+
 def spreadsheet_safe(value: str) -> str:
     """A cell a spreadsheet will not run as a formula."""
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
@@ -283,17 +291,13 @@ async def payout_csv_route(
     batch_id: uuid.UUID, admin: CurrentAdmin, session: SessionDep
 ) -> Response:
     """The batch's transfers: worker, name, e-mail, currency, amount in cents and in units."""
-    exists = await session.scalar(
-        text("SELECT 1 FROM payout_batch WHERE id = :id"), {"id": batch_id}
-    )
-    if not exists:
-        raise NotFound("No such payout batch.", code="payout_batch_not_found")
+    transfers = await batch_transfers(session, batch_id)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
         ["batch_id", "worker_id", "display_name", "email", "currency", "amount_cents", "amount"]
     )
-    for row in await session.execute(_BATCH_CSV, {"batch_id": batch_id}):
+    for row in transfers:
         writer.writerow(
             [
                 batch_id,
