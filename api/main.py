@@ -74,9 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
             )
         # What start-up built lives as long as the app: out of the collector's sight, a full
-        # collection no longer walks it (about 100 ms, which every request in flight waited
-        # out; bench/README.md). Given back at shutdown, so that a process building many apps
-        # (the tests) still frees theirs.
+        # collection no longer walks it, a pause every request in flight waited out
+        # (bench/README.md). Given back at shutdown, so that a process building many apps (the
+        # tests) still frees theirs.
         gc.freeze()
         try:
             yield

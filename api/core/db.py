@@ -33,10 +33,13 @@ class FairQueue(AsyncAdaptedQueue[Any]):
 
     SQLAlchemy's queue wakes the longest waiter when a connection comes back, but gives the
     connection to whoever asks before that waiter runs, and the waiter goes back to the end of
-    the line: under load a few requests wait many turns (at 16 connections on a pool of 8, a
-    p99 of 26 to 37 ms and stalls up to 213 ms, against 19 to 21 ms and 49 to 52 ms when
-    nobody waits). Here a connection that comes back goes straight to the longest waiter, and
-    nobody takes an idle connection while others wait."""
+    the line: under load a few requests wait many turns, and they make the latency's tail
+    (bench/README.md). Here a connection that comes back goes straight to the longest waiter,
+    and nobody takes an idle connection while others wait.
+
+    The class it extends and the pool's ``_queue_class`` are SQLAlchemy's private API:
+    pyproject.toml pins SQLAlchemy's minor version, and tests/api/core/test_pool.py says what
+    changed if an upgrade moves what this relies on."""
 
     def __init__(self, maxsize: int = 0, use_lifo: bool = False) -> None:
         super().__init__(maxsize, use_lifo)

@@ -1,9 +1,9 @@
 """Nearby: each task carries its list entry, kept by the database.
 
 GET /v1/tasks/nearby answers the same fields of a task every time: its client, campaign,
-store and terms. Joining campaign, organization and store for the 20 nearest tasks cost about
-a third of the query, and decoding those 20 rows of 23 columns and encoding them again a tenth
-of the app's time (bench/README.md). The entry is now written once, as the compact JSON object
+store and terms. Joining campaign, organization and store for the nearest tasks on every
+request, and decoding those rows and encoding them again, were a large share of the query's
+and the app's time (bench/README.md). The entry is now written once, as the compact JSON object
 the list shows, when the task is created, and the query reads it from the row it already
 fetches; ``onsite_minutes`` comes along, for the hourly rate.
 

@@ -1,10 +1,10 @@
 """Nearby: the Mercator point is a native PostgreSQL point with a quadtree (SP-GiST) index.
 
-The planar search reads each task's spherical-Mercator point in nearest-first order. Through
-PostGIS's 2-D GiST index a search for 24 candidates took 0.34 to 0.39 ms of database CPU over a
-million tasks; through an SP-GiST quadtree on a native ``point`` (``quad_point_ops``, which
-answers both the box filter ``<@`` and the ordering ``<->``), 0.10 to 0.15 ms. The distance is
-the same Euclidean distance in float8, so the exactness bound is unchanged.
+The planar search reads each task's spherical-Mercator point in nearest-first order. An
+SP-GiST quadtree on a native ``point`` (``quad_point_ops``, which answers both the box filter
+``<@`` and the ordering ``<->``) does it with less database CPU than PostGIS's 2-D GiST index
+(bench/README.md). The distance is the same Euclidean distance in float8, so the exactness
+bound is unchanged.
 
 Revision ID: 0013
 Revises: 0012

@@ -2,8 +2,9 @@
 
 The nearby answer appends three fields to each entry (distance, walking time, hourly rate).
 Cutting the closing brace off in the query, ``left(listing, -1)``, counted the characters of
-every entry, a UTF-8 text of about 650 bytes, twice: about 8 % of the query's time in the
-database. The entry is now stored without it, and the answer appends the fields and the brace.
+every entry, a UTF-8 text, twice: a share of the query's time in the database worth saving
+(bench/README.md). The entry is now stored without it, and the answer appends the fields and
+the brace.
 
 Revision ID: 0012
 Revises: 0011
