@@ -4,6 +4,10 @@ Upload grants are presigned PUTs whose SigV4 signature covers ``Content-Type``,
 ``Content-Length`` and ``x-amz-checksum-sha256``: the store refuses a request that changes any
 of them, and S3 refuses a body whose SHA-256 differs from the signed one. The API still checks
 what arrived (``head()`` then ``read()``): S3-compatible stores differ in what they enforce.
+
+The URLs handed to phones and browsers may need another address than the server's own calls
+(``public_endpoint_url``: MinIO is ``minio:9000`` on a compose network, a public name outside).
+They are presigned for that address, not rewritten afterwards: SigV4 signs the ``Host`` header.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class S3ObjectStore:
         *,
         bucket: str,
         endpoint_url: str | None,
+        public_endpoint_url: str | None = None,
         region: str,
         access_key_id: str | None,
         secret_access_key: str | None,
@@ -88,14 +93,23 @@ class S3ObjectStore:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        # Building the client touches no network; once built it is safe to share across threads.
-        self._client: Any = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint_url,
-            region_name=region,
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            config=config,
+        # Building a client touches no network; once built it is safe to share across threads.
+        session = boto3.session.Session()
+
+        def client(endpoint: str | None) -> Any:
+            return session.client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=region,
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                config=config,
+            )
+
+        self._client: Any = client(endpoint_url)
+        # Only presigns (no network): its URLs carry, and sign, the address clients reach.
+        self._presigner: Any = (
+            client(public_endpoint_url) if public_endpoint_url is not None else self._client
         )
 
     async def presign_upload(
@@ -115,7 +129,7 @@ class S3ObjectStore:
         issued_at = datetime.now(UTC).replace(microsecond=0)
         url = await self._call(
             key,
-            self._client.generate_presigned_url,
+            self._presigner.generate_presigned_url,
             "put_object",
             Params={
                 "Bucket": self.bucket,
@@ -227,7 +241,7 @@ class S3ObjectStore:
             params["ResponseContentDisposition"] = content_disposition(filename)
         url: str = await self._call(
             key,
-            self._client.generate_presigned_url,
+            self._presigner.generate_presigned_url,
             "get_object",
             Params=params,
             ExpiresIn=expires_in_s,

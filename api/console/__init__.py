@@ -60,13 +60,13 @@ def tile_source(tile_url: str | None) -> str | None:
 
 
 def storage_sources(settings: Settings) -> list[str]:
-    """Where photo links point: the local store's base URL, or the S3 endpoint."""
+    """Where photo links point: the local store's base URL, or the S3 endpoint browsers reach."""
     storage = settings.storage
     if storage.backend == "local":
         parts = urlsplit(storage.public_base_url)
         return [f"{parts.scheme}://{parts.netloc}"]
-    if storage.s3_endpoint_url:
-        parts = urlsplit(storage.s3_endpoint_url)
+    if endpoint := storage.s3_public_url or storage.s3_endpoint_url:
+        parts = urlsplit(endpoint)
         sources = [f"{parts.scheme}://{parts.netloc}"]
         if storage.s3_addressing_style != "path":
             sources.append(f"{parts.scheme}://{storage.s3_bucket}.{parts.netloc}")

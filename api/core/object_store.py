@@ -16,6 +16,7 @@ def build_object_store(settings: StorageSettings, *, signing_key: bytes) -> Obje
         return S3ObjectStore(
             bucket=settings.s3_bucket,
             endpoint_url=settings.s3_endpoint_url,
+            public_endpoint_url=settings.s3_public_url,
             region=settings.s3_region,
             access_key_id=settings.s3_access_key_id,
             secret_access_key=secret.get_secret_value() if secret is not None else None,

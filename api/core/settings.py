@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 from typing import Literal
+from urllib.parse import urlsplit
 
 from croniter import croniter
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -115,8 +116,12 @@ class StorageSettings(BaseSettings):
     # Local backend: files under this folder, uploaded through the API's own signed URLs.
     local_root: str = "var/objects"
     public_base_url: str = "http://127.0.0.1:8000"
-    # S3 backend.
+    # S3 backend. The endpoint is where the API and the job worker reach the store.
     s3_endpoint_url: str | None = None
+    # Where phones and browsers reach it, when that differs (MinIO is http://minio:9000 on a
+    # compose network, a public name outside): upload grants and download links are presigned
+    # for this base, since the signature covers the host. Unset: the endpoint above.
+    s3_public_url: str | None = None
     s3_region: str = "us-east-1"
     s3_bucket: str = "terrain-photos"
     s3_access_key_id: str | None = None
@@ -133,6 +138,18 @@ class StorageSettings(BaseSettings):
     # often it looks.
     orphan_grace_s: int = Field(3600, ge=60)
     reconcile_interval_s: float = Field(3600.0, gt=0)
+
+    @field_validator("s3_public_url")
+    @classmethod
+    def _a_base_url(cls, value: str | None) -> str | None:
+        if not value:  # unset, or set empty (a compose variable left blank)
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {value!r}")
+        if parts.path.strip("/") or parts.query or parts.fragment:
+            raise ValueError(f"a scheme, host and port only, without a path: {value!r}")
+        return value
 
 
 class CheckSettings(BaseSettings):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,8 @@ from xml.etree import ElementTree
 
 import httpx
 import pytest
+from moto.moto_server.werkzeug_app import MotoRequestHandler
+from werkzeug.serving import make_server
 
 from storage import (
     InvalidKey,
@@ -389,3 +392,85 @@ async def test_listing_finds_the_keys_written_before_a_time(s3_store):
     assert await s3_store.list_older("photos/", before=later, limit=1) == ["photos/a/1.jpg"]
     earlier = datetime.now(UTC) - timedelta(minutes=1)
     assert await s3_store.list_older("", before=earlier, limit=10) == []
+
+
+# --- a public address for phones and browsers -------------------------------------------------
+
+
+@pytest.fixture
+def public_url(s3_server) -> Iterator[str]:
+    """A second address of the same checked endpoint, as phones would reach MinIO under a
+    public name while the API reaches it on an internal one. A request sent here carries this
+    host, and the gate checks its signature against it."""
+    server = make_server(
+        "127.0.0.1", 0, s3_server.gate, threaded=True, request_handler=MotoRequestHandler
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+async def test_grants_and_links_are_presigned_for_the_public_address_and_work_through_it(
+    s3_server, bucket, public_url
+):
+    store = s3_server.store(bucket, public_endpoint_url=public_url)
+    assert public_url != s3_server.url
+
+    grant = await grant_for(store)
+    assert grant.url.startswith(f"{public_url}/{bucket}/{KEY}?X-Amz-")
+    uploaded = await send(grant.method, grant.url, content=PHOTO, **grant.headers)
+    assert uploaded.status_code == 200
+    # The API's own calls go to its endpoint.
+    assert await store.head(KEY) == StoredObject(KEY, 10240, "image/jpeg", PHOTO_SHA256)
+
+    link = await store.presign_download(KEY, expires_in_s=60, filename="Rayon.jpg")
+    assert link.startswith(f"{public_url}/{bucket}/{KEY}?")
+    downloaded = await send("GET", link)
+    assert (downloaded.status_code, downloaded.content) == (200, PHOTO)
+
+
+async def test_a_presigned_url_works_only_at_the_host_it_was_signed_for(
+    s3_server, bucket, public_url
+):
+    """Why presigning uses the public address rather than rewriting the URL afterwards: the
+    signature covers the host."""
+    internal = s3_server.store(bucket)
+    public = s3_server.store(bucket, public_endpoint_url=public_url)
+    await internal.put(KEY, PHOTO, content_type="image/jpeg")
+
+    for store, other in ((internal, public_url), (public, s3_server.url)):
+        link = await store.presign_download(KEY, expires_in_s=60)
+        moved = urlsplit(link)._replace(netloc=urlsplit(other).netloc).geturl()
+        assert s3_error(await send("GET", moved)) == (403, "SignatureDoesNotMatch")
+        assert (await send("GET", link)).content == PHOTO
+
+        grant = await grant_for(store, "photos/r-1/p-2.jpg")
+        moved = urlsplit(grant.url)._replace(netloc=urlsplit(other).netloc).geturl()
+        refused = await send("PUT", moved, content=PHOTO, **grant.headers)
+        assert s3_error(refused) == (403, "SignatureDoesNotMatch")
+        assert await internal.head("photos/r-1/p-2.jpg") is None
+
+
+async def test_the_api_reaches_the_store_at_its_own_endpoint_whatever_the_public_one(
+    s3_server, bucket
+):
+    # The public address is nowhere reachable from here: every call still works.
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    store = s3_server.store(bucket, public_endpoint_url=unreachable, max_attempts=1)
+
+    await store.check()
+    await store.put(KEY, PHOTO, content_type="image/jpeg")
+    assert await store.head(KEY) == StoredObject(KEY, 10240, "image/jpeg", PHOTO_SHA256)
+    assert await store.read(KEY, max_bytes=10240) == PHOTO
+    await store.keep(KEY)
+    assert await store.list_older("photos/", before=datetime.now(UTC) + timedelta(1), limit=5) == [
+        KEY
+    ]
+    await store.delete(KEY)
+    assert await store.head(KEY) is None
+    assert (await grant_for(store)).url.startswith(f"{unreachable}/{bucket}/{KEY}?X-Amz-")
