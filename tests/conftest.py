@@ -24,10 +24,26 @@ import uvicorn
 from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
+from geoalchemy2 import WKTElement
 from procrastinate.schema import SchemaManager
+from sqlalchemy import ColumnDefault, Float, String, cast, func, insert, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.sql.selectable import TableValuedAlias
+from sqlalchemy.types import TypeEngine
 
 from api.core.db import Base
-from api.core.models import Role
+from api.core.models import (
+    Campaign,
+    CampaignStatus,
+    Organization,
+    Role,
+    Store,
+    Task,
+    TaskStatus,
+    User,
+)
 from api.core.security import hash_password, issue_token
 from api.core.settings import (
     AppSettings,
@@ -288,6 +304,40 @@ async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+# Test data is written through the models, so a column renamed or retyped in the schema
+# breaks here too: statements are built from the model classes, then compiled for the raw
+# asyncpg connection the tests arrange and inspect state with.
+ASYNCPG = asyncpg_dialect()
+
+
+def compiled(statement: ClauseElement) -> list[Any]:
+    """``statement`` as asyncpg's arguments: the SQL that SQLAlchemy's asyncpg dialect writes
+    for it, then its parameters, converted by their types (enums, JSON, geography) and with
+    the Python-side defaults of the columns it leaves out (server defaults stay the
+    database's). For ``connection.fetchval(*compiled(statement))`` and the like."""
+    query = statement.compile(dialect=ASYNCPG)
+    params = query.construct_params()
+    for column in query.insert_prefetch:  # a single-row INSERT's Python-side defaults
+        default = column.default
+        assert isinstance(default, ColumnDefault), f"{column} has no plain default"
+        params[column.key] = default.arg if default.is_scalar else default.arg(None)
+    args = []
+    for name in query.positiontup or ():
+        process = query.binds[name].type.dialect_impl(ASYNCPG).bind_processor(ASYNCPG)
+        args.append(process(params[name]) if process else params[name])
+    return [query.string, *args]
+
+
+def unnest(*arrays: list[Any], names: tuple[str, ...], type_: TypeEngine[Any]) -> TableValuedAlias:
+    """These arrays (of one element type) side by side as a table: a column per array, named
+    by ``names``, and ``i``, the row's position from 1."""
+    return (
+        func.unnest(*(literal(array, ARRAY(type_)) for array in arrays))
+        .table_valued(*names, with_ordinality="i")
+        .render_derived()
+    )
+
+
 @dataclass
 class Account:
     id: uuid.UUID
@@ -312,11 +362,15 @@ class Factory:
     async def organization(self, name: str | None = None) -> uuid.UUID:
         n = self._next()
         return await self.db.fetchval(
-            "INSERT INTO organization (name, description, join_code) VALUES ($1, $2, $3) "
-            "RETURNING id",
-            name or f"Client {n}",
-            f"Retail client number {n}",
-            f"join-{n}-{uuid.uuid4().hex[:8]}",
+            *compiled(
+                insert(Organization)
+                .values(
+                    name=name or f"Client {n}",
+                    description=f"Retail client number {n}",
+                    join_code=f"join-{n}-{uuid.uuid4().hex[:8]}",
+                )
+                .returning(Organization.id)
+            )
         )
 
     async def account(self, role: Role, organization_id: uuid.UUID | None = None) -> Account:
@@ -325,13 +379,17 @@ class Factory:
             organization_id = await self.organization()
         email = f"{role.value}{n}@example.org"
         user_id = await self.db.fetchval(
-            'INSERT INTO "user" (email, display_name, password_hash, role, organization_id) '
-            "VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            email,
-            f"{role.value.title()} {n}",
-            PASSWORD_HASH,
-            role.value,
-            organization_id,
+            *compiled(
+                insert(User)
+                .values(
+                    email=email,
+                    display_name=f"{role.value.title()} {n}",
+                    password_hash=PASSWORD_HASH,
+                    role=role,
+                    organization_id=organization_id,
+                )
+                .returning(User.id)
+            )
         )
         token, _ = issue_token(user_id, role.value, self.settings.auth)
         return Account(user_id, email, role, organization_id, {"Authorization": f"Bearer {token}"})
@@ -348,33 +406,54 @@ class Factory:
     ) -> uuid.UUID:
         n = self._next()
         return await self.db.fetchval(
-            "INSERT INTO store (organization_id, external_ref, name, address, location, "
-            "geofence_radius_m, timezone, opening_hours) VALUES "
-            "($1, $2, $3, $4, ST_SetSRID(ST_MakePoint($5, $6), 4326)::geography, 50, "
-            "'Europe/Paris', $7) RETURNING id",
-            organization_id,
-            external_ref,
-            name or f"Store {n}",
-            f"{n} Rue de Test, 75001 Paris",
-            lon,
-            lat,
-            opening_hours,
+            *compiled(
+                insert(Store)
+                .values(
+                    organization_id=organization_id,
+                    external_ref=external_ref,
+                    name=name or f"Store {n}",
+                    address=f"{n} Rue de Test, 75001 Paris",
+                    location=WKTElement(f"POINT({lon} {lat})", srid=4326),
+                    geofence_radius_m=50,
+                    timezone="Europe/Paris",
+                    opening_hours=opening_hours,
+                )
+                .returning(Store.id)
+            )
         )
 
     async def stores_at(
         self, organization_id: uuid.UUID, points: list[tuple[float, float]]
     ) -> list[uuid.UUID]:
-        rows = await self.db.fetch(
-            "INSERT INTO store (organization_id, name, address, location, geofence_radius_m, "
-            "timezone, opening_hours) SELECT $1, 'Store ' || i, '', "
-            "ST_SetSRID(ST_MakePoint(lon, lat), 4326)::geography, 50, 'UTC', '24/7' "
-            "FROM unnest($2::float8[], $3::float8[]) WITH ORDINALITY AS p(lat, lon, i) "
-            "ORDER BY i RETURNING id",
-            organization_id,
-            [p[0] for p in points],
-            [p[1] for p in points],
+        """One store per point, named by its position in ``points`` (one statement, however
+        many points), with the model's address and opening hours."""
+        rows = unnest(
+            [p[0] for p in points], [p[1] for p in points], names=("lat", "lon"), type_=Float
         )
-        return [row["id"] for row in rows]
+        statement = (
+            insert(Store)
+            .from_select(
+                [
+                    Store.organization_id,
+                    Store.name,
+                    Store.location,
+                    Store.geofence_radius_m,
+                    Store.timezone,
+                ],
+                select(
+                    literal(organization_id, Store.organization_id.type),
+                    literal("Store ") + cast(rows.c.i, String),
+                    cast(
+                        func.ST_SetSRID(func.ST_MakePoint(rows.c.lon, rows.c.lat), 4326),
+                        Store.location.type,
+                    ),
+                    literal(50),
+                    literal("UTC"),
+                ).order_by(rows.c.i),
+            )
+            .returning(Store.id)
+        )
+        return [row["id"] for row in await self.db.fetch(*compiled(statement))]
 
     async def campaign(
         self,
@@ -393,31 +472,56 @@ class Factory:
         starts_at = starts_at or now - timedelta(hours=1)
         ends_at = ends_at or now + timedelta(days=7)
         campaign_id = await self.db.fetchval(
-            "INSERT INTO campaign (organization_id, name, purpose, instructions, min_photos, "
-            "max_photos, reward_cents, currency, onsite_minutes, reservation_minutes, "
-            "starts_at, ends_at, status, created_by) VALUES ($1, 'Shelf check', "
-            "'Check the organic range is on shelf', '', 1, 3, $2, 'EUR', $3, $4, $5, $6, "
-            "'active', $7) RETURNING id",
-            client.organization_id,
-            reward_cents,
-            onsite_minutes,
-            reservation_minutes,
-            starts_at,
-            ends_at,
-            client.id,
+            *compiled(
+                insert(Campaign)
+                .values(
+                    organization_id=client.organization_id,
+                    name="Shelf check",
+                    purpose="Check the organic range is on shelf",
+                    min_photos=1,
+                    max_photos=3,
+                    reward_cents=reward_cents,
+                    currency="EUR",
+                    onsite_minutes=onsite_minutes,
+                    reservation_minutes=reservation_minutes,
+                    starts_at=starts_at,
+                    ends_at=ends_at,
+                    status=CampaignStatus.active,
+                    created_by=client.id,
+                )
+                .returning(Campaign.id)
+            )
         )
-        rows = await self.db.fetch(
-            "INSERT INTO task (campaign_id, store_id, location, reward_cents, currency, status, "
-            "starts_at, ends_at) SELECT $1, s.id, s.location, $2, 'EUR', 'open', $3, $4 "
-            "FROM unnest($5::uuid[]) WITH ORDINALITY AS t(store_id, i) "
-            "JOIN store s ON s.id = t.store_id ORDER BY i RETURNING id",
-            campaign_id,
-            reward_cents,
-            starts_at,
-            ends_at,
-            store_ids,
+        stores = unnest(store_ids, names=("store_id",), type_=Store.id.type)
+        tasks = (
+            insert(Task)
+            .from_select(
+                [
+                    Task.campaign_id,
+                    Task.store_id,
+                    Task.location,
+                    Task.reward_cents,
+                    Task.currency,
+                    Task.status,
+                    Task.starts_at,
+                    Task.ends_at,
+                ],
+                select(
+                    literal(campaign_id, Task.campaign_id.type),
+                    Store.id,
+                    Store.location,
+                    literal(reward_cents),
+                    literal("EUR"),
+                    literal(TaskStatus.open, Task.status.type),
+                    literal(starts_at, Task.starts_at.type),
+                    literal(ends_at, Task.ends_at.type),
+                )
+                .join_from(stores, Store, Store.id == stores.c.store_id)
+                .order_by(stores.c.i),
+            )
+            .returning(Task.id)
         )
-        return campaign_id, [row["id"] for row in rows]
+        return campaign_id, [row["id"] for row in await self.db.fetch(*compiled(tasks))]
 
 
 @pytest.fixture

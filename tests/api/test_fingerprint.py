@@ -4,20 +4,50 @@ column of any row of any table the application owns, and says where it is."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import asyncpg
 import pytest
+from geoalchemy2 import WKTElement
+from sqlalchemy import func, insert
 
-from api.core.models import Role
+from api.core.models import (
+    Alert,
+    AlertArea,
+    Appeal,
+    AuditEvent,
+    Dispute,
+    IdempotencyKey,
+    LedgerEntry,
+    PayoutBatch,
+    Photo,
+    PhotoState,
+    RateLimitWindow,
+    Reservation,
+    ReservationState,
+    Role,
+    Submission,
+    SubmissionStatus,
+    Suspension,
+    TaskReport,
+    Verdict,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from tests.conftest import (
     OWNED_TABLES,
     UNFINGERPRINTED,
     UNFINGERPRINTED_COLUMNS,
     Factory,
     catalog,
+    compiled,
     quoted,
     table_fingerprint,
 )
+
+PARIS = WKTElement("POINT(2.35 48.85)", srid=4326)
 
 
 async def a_row_in_every_table(db: asyncpg.Connection, factory: Factory) -> None:
@@ -27,106 +57,200 @@ async def a_row_in_every_table(db: asyncpg.Connection, factory: Factory) -> None
     store_id = await factory.store(client.organization_id)
     _, (task_id,) = await factory.campaign(client, [store_id])
     reservation_id = await db.fetchval(
-        "INSERT INTO reservation (task_id, worker_id, state, expires_at, ended_at) "
-        "VALUES ($1, $2, 'submitted', now() + interval '1 hour', now()) RETURNING id",
-        task_id,
-        worker.id,
+        *compiled(
+            insert(Reservation)
+            .values(
+                task_id=task_id,
+                worker_id=worker.id,
+                state=ReservationState.submitted,
+                expires_at=func.now() + timedelta(hours=1),
+                ended_at=func.now(),
+            )
+            .returning(Reservation.id)
+        )
     )
     await db.execute(
-        "INSERT INTO photo (reservation_id, worker_id, object_key, content_type, size_bytes, "
-        "sha256, state, upload_expires_at, width, height, phash, phash_bands, checks) "
-        "VALUES ($1, $2, 'photos/shelf.jpg', 'image/jpeg', 1000, repeat('ab', 32), 'completed', "
-        "now(), 1600, 1200, 12345, ARRAY[1, 2, 3], '[]')",
-        reservation_id,
-        worker.id,
+        *compiled(
+            insert(Photo).values(
+                reservation_id=reservation_id,
+                worker_id=worker.id,
+                object_key="photos/shelf.jpg",
+                content_type="image/jpeg",
+                size_bytes=1000,
+                sha256="ab" * 32,
+                state=PhotoState.completed,
+                upload_expires_at=func.now(),
+                width=1600,
+                height=1200,
+                phash=12345,
+                phash_bands=[1, 2, 3],
+                checks=[],
+            )
+        )
     )
     submission_id = await db.fetchval(
-        "INSERT INTO submission (reservation_id, task_id, worker_id, idempotency_key, "
-        "request_hash, device_location, device_accuracy_m, device_fixed_at, device_is_mock, "
-        "report, verdict, status) VALUES ($1, $2, $3, 'key', repeat('0', 64), "
-        "'SRID=4326;POINT(2.35 48.85)', 5, now(), false, '[]', 'accepted', 'approved') "
-        "RETURNING id",
-        reservation_id,
-        task_id,
-        worker.id,
+        *compiled(
+            insert(Submission)
+            .values(
+                reservation_id=reservation_id,
+                task_id=task_id,
+                worker_id=worker.id,
+                idempotency_key="key",
+                request_hash="0" * 64,
+                device_location=PARIS,
+                device_accuracy_m=5,
+                device_fixed_at=func.now(),
+                device_is_mock=False,
+                report=[],
+                verdict=Verdict.accepted,
+                status=SubmissionStatus.approved,
+            )
+            .returning(Submission.id)
+        )
     )
     await db.execute(
-        "INSERT INTO appeal (submission_id, worker_id, message) VALUES ($1, $2, 'Look again')",
-        submission_id,
-        worker.id,
+        *compiled(
+            insert(Appeal).values(
+                submission_id=submission_id, worker_id=worker.id, message="Look again"
+            )
+        )
     )
     await db.execute(
-        "INSERT INTO dispute (submission_id, client_id, reason_code, message) "
-        "VALUES ($1, $2, 'incomplete', 'Half the shelf')",
-        submission_id,
-        client.id,
+        *compiled(
+            insert(Dispute).values(
+                submission_id=submission_id,
+                client_id=client.id,
+                reason_code="incomplete",
+                message="Half the shelf",
+            )
+        )
     )
-    await db.execute("INSERT INTO payout_batch (created_by) VALUES ($1)", admin.id)
+    await db.execute(*compiled(insert(PayoutBatch).values(created_by=admin.id)))
     await db.execute(
-        "INSERT INTO ledger_entry (worker_id, kind, amount_cents, currency, submission_id, seq, "
-        "available_at, reason) VALUES ($1, 'earned', 600, 'EUR', $2, 1, now(), 'approved')",
-        worker.id,
-        submission_id,
+        *compiled(
+            insert(LedgerEntry).values(
+                worker_id=worker.id,
+                kind="earned",
+                amount_cents=600,
+                currency="EUR",
+                submission_id=submission_id,
+                seq=1,
+                available_at=func.now(),
+                reason="approved",
+            )
+        )
     )
     await db.execute(
-        "INSERT INTO suspension (user_id, reason_code, message, suspended_by) "
-        "VALUES ($1, 'fraud', 'Copied photos', $2)",
-        worker.id,
-        admin.id,
+        *compiled(
+            insert(Suspension).values(
+                user_id=worker.id,
+                reason_code="fraud",
+                message="Copied photos",
+                suspended_by=admin.id,
+            )
+        )
     )
     await db.execute(
-        "INSERT INTO task_report (task_id, worker_id, reason_code, message) "
-        "VALUES ($1, $2, 'misleading', 'No such shelf')",
-        task_id,
-        worker.id,
+        *compiled(
+            insert(TaskReport).values(
+                task_id=task_id,
+                worker_id=worker.id,
+                reason_code="misleading",
+                message="No such shelf",
+            )
+        )
     )
     await db.execute(
-        "INSERT INTO alert_area (worker_id, center, radius_m, bounds, min_hourly_rate_cents) "
-        "VALUES ($1, 'SRID=4326;POINT(2.35 48.85)', 500, "
-        "ST_Expand('SRID=4326;POINT(2.35 48.85)'::geometry, 0.01), 1200)",
-        worker.id,
+        *compiled(
+            insert(AlertArea).values(
+                worker_id=worker.id,
+                center=PARIS,
+                radius_m=500,
+                bounds=func.ST_Expand(PARIS, 0.01),
+                min_hourly_rate_cents=1200,
+            )
+        )
     )
-    await db.execute("INSERT INTO alert (worker_id, task_id) VALUES ($1, $2)", worker.id, task_id)
+    await db.execute(*compiled(insert(Alert).values(worker_id=worker.id, task_id=task_id)))
     await db.execute(
-        "INSERT INTO audit_event (actor_id, subject_id, action, object_type, object_id, data) "
-        "VALUES ($1, $2, 'suspension.created', 'user', $2, '{\"reason\": \"fraud\"}')",
-        admin.id,
-        worker.id,
+        *compiled(
+            insert(AuditEvent).values(
+                actor_id=admin.id,
+                subject_id=worker.id,
+                action="suspension.created",
+                object_type="user",
+                object_id=worker.id,
+                data={"reason": "fraud"},
+            )
+        )
     )
     endpoint_id = await db.fetchval(
-        "INSERT INTO webhook_endpoint (organization_id, url, secret, event_types, created_by) "
-        "VALUES ($1, 'https://hooks.example.org/terrain', 'secret', ARRAY['task.approved'], $2) "
-        "RETURNING id",
-        client.organization_id,
-        client.id,
+        *compiled(
+            insert(WebhookEndpoint)
+            .values(
+                organization_id=client.organization_id,
+                url="https://hooks.example.org/terrain",
+                secret="secret",
+                event_types=["task.approved"],
+                created_by=client.id,
+            )
+            .returning(WebhookEndpoint.id)
+        )
     )
     event_id = await db.fetchval(
-        "INSERT INTO webhook_event (id, organization_id, type, payload) "
-        "VALUES ($1, $2, 'task.approved', '{}') RETURNING id",
-        uuid.uuid4(),
-        client.organization_id,
+        *compiled(
+            insert(WebhookEvent)
+            .values(
+                id=uuid.uuid4(),
+                organization_id=client.organization_id,
+                type="task.approved",
+                payload={},
+            )
+            .returning(WebhookEvent.id)
+        )
     )
     delivery_id = await db.fetchval(
-        "INSERT INTO webhook_delivery (event_id, endpoint_id, status, next_attempt_at) "
-        "VALUES ($1, $2, 'pending', now()) RETURNING id",
-        event_id,
-        endpoint_id,
+        *compiled(
+            insert(WebhookDelivery)
+            .values(
+                event_id=event_id,
+                endpoint_id=endpoint_id,
+                status="pending",
+                next_attempt_at=func.now(),
+            )
+            .returning(WebhookDelivery.id)
+        )
     )
     await db.execute(
-        "INSERT INTO webhook_attempt (delivery_id, number, started_at, status_code) "
-        "VALUES ($1, 1, now(), 500)",
-        delivery_id,
+        *compiled(
+            insert(WebhookAttempt).values(
+                delivery_id=delivery_id, number=1, started_at=func.now(), status_code=500
+            )
+        )
     )
     await db.execute(
-        "INSERT INTO idempotency_key (user_id, route, key, request_hash, status_code, response) "
-        "VALUES ($1, 'POST /v1/stores', 'key', repeat('0', 64), 201, '{}')",
-        client.id,
+        *compiled(
+            insert(IdempotencyKey).values(
+                user_id=client.id,
+                route="POST /v1/stores",
+                key="key",
+                request_hash="0" * 64,
+                status_code=201,
+                response="{}",
+            )
+        )
     )
     await db.execute(
-        "INSERT INTO rate_limit_window (user_id, bucket, window_start, hits) "
-        "VALUES ($1, 'reservations', date_trunc('minute', now()), 1)",
-        worker.id,
+        *compiled(
+            insert(RateLimitWindow).values(
+                user_id=worker.id,
+                bucket="reservations",
+                window_start=func.date_trunc("minute", func.now()),
+                hits=1,
+            )
+        )
     )
+    # procrastinate's own tables have no model: written as the schema it ships spells them.
     job_worker = await db.fetchval("INSERT INTO procrastinate_workers DEFAULT VALUES RETURNING id")
     job_id = await db.fetchval(  # its insert trigger writes a procrastinate_events row
         "INSERT INTO procrastinate_jobs (queue_name, task_name, args, worker_id) "

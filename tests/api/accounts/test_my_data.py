@@ -6,13 +6,24 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from geoalchemy2 import WKTElement
+from sqlalchemy import func, insert
 
 from api.accounts.me import REPUTATION_FORMULA, purge_positions
 from api.background.housekeeping import sweep_once
-from api.core.models import Role
+from api.core.models import (
+    LedgerEntry,
+    Reservation,
+    ReservationState,
+    Role,
+    Submission,
+    SubmissionStatus,
+    Verdict,
+)
 from tests.api.submissions.test_photos import (
     STORE,
     complete,
@@ -22,7 +33,7 @@ from tests.api.submissions.test_photos import (
     submit,
     upload,
 )
-from tests.conftest import PASSWORD, table_fingerprint
+from tests.conftest import PASSWORD, compiled, table_fingerprint
 
 
 async def open_tasks(factory, count: int = 1) -> tuple[Any, uuid.UUID, list[uuid.UUID]]:
@@ -42,38 +53,59 @@ async def insert_submission(
     """A decided (or not) submission written straight to the database, with its own
     submitted reservation and a device position."""
     reservation_id = await db.fetchval(
-        "INSERT INTO reservation (task_id, worker_id, state, expires_at, ended_at) "
-        "VALUES ($1, $2, 'submitted', now() + interval '1 hour', now()) RETURNING id",
-        task_id,
-        worker_id,
+        *compiled(
+            insert(Reservation)
+            .values(
+                task_id=task_id,
+                worker_id=worker_id,
+                state=ReservationState.submitted,
+                expires_at=func.now() + timedelta(hours=1),
+                ended_at=func.now(),
+            )
+            .returning(Reservation.id)
+        )
     )
+    rejected = status == "rejected"
     return await db.fetchval(
-        "INSERT INTO submission (reservation_id, task_id, worker_id, idempotency_key, "
-        "request_hash, device_location, device_accuracy_m, device_fixed_at, device_is_mock, "
-        "report, verdict, status, reason_code) VALUES ($1, $2, $3, $4, repeat('0', 64), "
-        "ST_SetSRID(ST_MakePoint($5, $6), 4326)::geography, 6.5, now(), false, '[]', "
-        "$7, $8, $9) RETURNING id",
-        reservation_id,
-        task_id,
-        worker_id,
-        f"direct-{reservation_id}",
-        STORE[1],
-        STORE[0],
-        "rejected" if status == "rejected" else "accepted",
-        status,
-        "failed_checks" if status == "rejected" else None,
+        *compiled(
+            insert(Submission)
+            .values(
+                reservation_id=reservation_id,
+                task_id=task_id,
+                worker_id=worker_id,
+                idempotency_key=f"direct-{reservation_id}",
+                request_hash="0" * 64,
+                device_location=WKTElement(f"POINT({STORE[1]} {STORE[0]})", srid=4326),
+                device_accuracy_m=6.5,
+                device_fixed_at=func.now(),
+                device_is_mock=False,
+                report=[],
+                verdict=Verdict.rejected if rejected else Verdict.accepted,
+                status=SubmissionStatus(status),
+                reason_code="failed_checks" if rejected else None,
+            )
+            .returning(Submission.id)
+        )
     )
 
 
 async def insert_earned(db, worker_id: uuid.UUID, submission_id: uuid.UUID, cents: int) -> int:
     """The first ledger entry of a submission: earned, available since yesterday."""
     return await db.fetchval(
-        "INSERT INTO ledger_entry (worker_id, kind, amount_cents, currency, submission_id, seq, "
-        "available_at, reason) VALUES ($1, 'earned', $2, 'EUR', $3, 1, "
-        "now() - interval '1 day', 'approved') RETURNING id",
-        worker_id,
-        cents,
-        submission_id,
+        *compiled(
+            insert(LedgerEntry)
+            .values(
+                worker_id=worker_id,
+                kind="earned",
+                amount_cents=cents,
+                currency="EUR",
+                submission_id=submission_id,
+                seq=1,
+                available_at=func.now() - timedelta(days=1),
+                reason="approved",
+            )
+            .returning(LedgerEntry.id)
+        )
     )
 
 

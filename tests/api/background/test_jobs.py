@@ -17,16 +17,17 @@ import asyncpg
 import httpx
 import pytest
 from procrastinate.periodic import PeriodicDeferrer
+from sqlalchemy import insert
 
 from api.background import jobs
 from api.background.jobs import Resources
 from api.core.db import make_engine, make_sessionmaker
-from api.core.models import Role
+from api.core.models import Role, WebhookEndpoint
 from api.events.outbox import emit
 from tests.api.clients.test_webhooks import WEBHOOKS, Receiver
 from tests.api.submissions.test_photos import STORE, reserve
 from tests.api.submissions.test_settlement import REWARD, ledger, submitted
-from tests.conftest import ROOT, free_port, plain_dsn
+from tests.conftest import ROOT, compiled, free_port, plain_dsn
 
 
 @pytest.fixture
@@ -355,12 +356,17 @@ async def test_the_webhook_job_sends_due_deliveries_once(factory, db, app, queue
     receiver = Receiver()
     try:
         endpoint_id = await db.fetchval(
-            "INSERT INTO webhook_endpoint (organization_id, url, secret, event_types, "
-            "created_by) VALUES ($1, $2, $3, ARRAY['task.submitted'], $4) RETURNING id",
-            client.organization_id,
-            receiver.url("/hook"),
-            "s" * 32,
-            client.id,
+            *compiled(
+                insert(WebhookEndpoint)
+                .values(
+                    organization_id=client.organization_id,
+                    url=receiver.url("/hook"),
+                    secret="s" * 32,
+                    event_types=["task.submitted"],
+                    created_by=client.id,
+                )
+                .returning(WebhookEndpoint.id)
+            )
         )
         async with app.state.sessionmaker() as session, session.begin():
             events = [

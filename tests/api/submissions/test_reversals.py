@@ -7,9 +7,10 @@ import uuid
 
 import asyncpg
 import pytest
+from sqlalchemy import func, insert
 
 from api.background.housekeeping import settle_by_the_clock
-from api.core.models import Role
+from api.core.models import LedgerEntry, Role
 from tests.api.submissions.test_photos import (
     STORE,
     complete,
@@ -19,7 +20,7 @@ from tests.api.submissions.test_photos import (
     upload,
 )
 from tests.api.submissions.test_settlement import REWARD, Work, age, decide, submitted
-from tests.conftest import Account, table_fingerprint
+from tests.conftest import Account, compiled, table_fingerprint
 
 REJECT = {"decision": "reject", "reason_code": "wrong_subject", "comment": "Not the shelf."}
 
@@ -339,16 +340,21 @@ async def test_the_database_refuses_a_second_credit_for_one_task(http, factory, 
     assert await table_fingerprint(db) == before
 
     # Written directly, whatever task and position the writer claims.
-    insert = (
-        "INSERT INTO ledger_entry (worker_id, kind, amount_cents, currency, submission_id, seq, "
-        "available_at, reason, task_id, task_seq) "
-        "VALUES ($1, 'earned', $2, 'EUR', $3, 1, now(), 'direct', $4, $5)"
-    )
     other_task = (await submitted(http, factory)).task_id
     for claimed_task, claimed_seq in [(None, None), (other_task, 1), (first.task_id, 3)]:
+        credit = insert(LedgerEntry).values(
+            worker_id=second.id,
+            kind="earned",
+            amount_cents=REWARD,
+            currency="EUR",
+            submission_id=uuid.UUID(done["id"]),
+            seq=1,
+            available_at=func.now(),
+            reason="direct",
+            task_id=claimed_task,
+            task_seq=claimed_seq,
+        )
         with pytest.raises(asyncpg.CheckViolationError) as raised:
-            await db.execute(
-                insert, second.id, REWARD, uuid.UUID(done["id"]), claimed_task, claimed_seq
-            )
+            await db.execute(*compiled(credit))
         assert raised.value.constraint_name == "ck_ledger_entry_alternates_on_task"
     assert await task_credits(db, first.task_id) == [(1, "earned", REWARD)]

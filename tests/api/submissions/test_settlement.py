@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import asyncpg
 import pytest
+from sqlalchemy import func, insert
 
-from api.core.models import Role
+from api.core.models import LedgerEntry, Role
 from api.submissions.settlement import settle_overdue
 from tests.api.submissions.test_photos import (
     STORE,
@@ -22,7 +23,7 @@ from tests.api.submissions.test_photos import (
     submit,
     upload,
 )
-from tests.conftest import Account, table_fingerprint
+from tests.conftest import Account, compiled, table_fingerprint
 
 REWARD = 600
 
@@ -548,25 +549,36 @@ async def test_a_payout_run_pays_available_balances_once_and_exports_them(http, 
 async def test_the_ledger_refuses_a_second_credit_an_edit_and_a_deletion(http, factory, db):
     work = await submitted(http, factory)
     await http.post(f"/v1/submissions/{work.id}/accept", headers=work.client.headers)
-    insert = (
-        "INSERT INTO ledger_entry (worker_id, kind, amount_cents, currency, submission_id, seq, "
-        "available_at, reason) VALUES ($1, $2, $3, 'EUR', $4, $5, now(), 'test')"
-    )
-    args = (work.worker.id, uuid.UUID(work.id))
+
+    def entry(kind: str, amount_cents: int, seq: int) -> list[object]:
+        """A ledger entry of the submission written directly, past the application."""
+        return compiled(
+            insert(LedgerEntry).values(
+                worker_id=work.worker.id,
+                kind=kind,
+                amount_cents=amount_cents,
+                currency="EUR",
+                submission_id=uuid.UUID(work.id),
+                seq=seq,
+                available_at=func.now(),
+                reason="test",
+            )
+        )
+
     # Any second credit for the task: its second position reverses (the task's chain).
     for seq in (1, 3):
         with pytest.raises(asyncpg.CheckViolationError) as refused:
-            await db.execute(insert, args[0], "earned", REWARD, args[1], seq)
+            await db.execute(*entry("earned", REWARD, seq))
         assert refused.value.constraint_name == "ck_ledger_entry_alternates_on_task"
     with pytest.raises(asyncpg.CheckViolationError) as refused:  # and even entries reverse
-        await db.execute(insert, args[0], "earned", REWARD, args[1], 2)
+        await db.execute(*entry("earned", REWARD, 2))
     assert refused.value.constraint_name == "ck_ledger_entry_alternates"
     # The submission's own chain: odd entries earn, and 4 must follow 3.
     with pytest.raises(asyncpg.CheckViolationError) as refused:
-        await db.execute(insert, args[0], "reversed", -REWARD, args[1], 3)
+        await db.execute(*entry("reversed", -REWARD, 3))
     assert refused.value.constraint_name == "ck_ledger_entry_alternates"
     with pytest.raises(asyncpg.ForeignKeyViolationError) as refused:
-        await db.execute(insert, args[0], "reversed", -REWARD, args[1], 4)
+        await db.execute(*entry("reversed", -REWARD, 4))
     assert refused.value.constraint_name == "fk_ledger_entry_follows_previous"
     with pytest.raises(asyncpg.RestrictViolationError):
         await db.execute("UPDATE ledger_entry SET amount_cents = 1")

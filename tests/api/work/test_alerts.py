@@ -12,10 +12,13 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from geoalchemy2 import WKTElement
+from sqlalchemy import insert
 
-from api.core.models import Role
+from api.core.models import AlertArea, Role
 from api.work.alerts import circle_bounds_wkt
 from geo.distance import geodesic_m
+from tests.conftest import compiled
 
 PARIS = (48.8566, 2.3522)
 
@@ -48,10 +51,20 @@ async def test_a_launch_alerts_exactly_the_workers_whose_areas_hold_each_task(ht
         worker = await factory.account(Role.worker)
         centre, radius = near(rng, 4000), rng.randrange(100, 700)
         areas.append((worker.id, centre, radius))
-    await db.executemany(
-        "INSERT INTO alert_area (worker_id, center, radius_m, bounds, min_hourly_rate_cents) "
-        "VALUES ($1, ST_SetSRID(ST_MakePoint($3, $2), 4326)::geography, $4, $5::geometry, 0)",
-        [(w, c[0], c[1], r, circle_bounds_wkt(c[0], c[1], r)) for w, c, r in areas],
+    await db.execute(
+        *compiled(
+            insert(AlertArea).values(
+                [
+                    {
+                        "worker_id": w,
+                        "center": WKTElement(f"POINT({c[1]} {c[0]})", srid=4326),
+                        "radius_m": r,
+                        "bounds": circle_bounds_wkt(c[0], c[1], r),
+                    }
+                    for w, c, r in areas
+                ]
+            )
+        )
     )
     await db.execute("ANALYZE alert_area")
     launched = await http.post("/v1/campaigns", headers=client.headers, json=campaign_body())
