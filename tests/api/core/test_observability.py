@@ -270,6 +270,8 @@ async def test_job_queue_depth_and_oldest_wait_are_read_at_scrape_time(http, db)
     queue = f"metrics-{uuid.uuid4().hex[:8]}"
 
     async def job(status: str, deferred_s_ago: int, scheduled_in_s: int | None = None) -> None:
+        # procrastinate's tables have no model (they are the schema the package ships), and
+        # its API defers a job now, not in a chosen state and past: written in SQL.
         job_id = await db.fetchval(
             "INSERT INTO procrastinate_jobs (queue_name, task_name, status, scheduled_at) "
             "VALUES ($1, 'probe', $2::procrastinate_job_status, "
