@@ -47,13 +47,12 @@ from api.core.settings import (  # noqa: E402
     WorkSettings,
 )
 from api.main import create_app  # noqa: E402
-from api.work.assignments import (  # noqa: E402
-    CANDIDATES,
+from api.work.assignments import CANDIDATES, rank  # noqa: E402
+from api.work.claims import (  # noqa: E402
+    CLAIM_FIRST_SQL,
     EXPIRE_STALE_SQL,
     LOCK_WORKER_SQL,
-    PICK_AND_CLAIM_SQL,
     RESERVE_SQL,
-    rank,
 )
 from api.work.tasks import nearest_open_tasks  # noqa: E402
 from bench import record  # noqa: E402
@@ -73,7 +72,7 @@ GOAL = 0.70
 
 # --- the raw side: what the endpoint sends, statement by statement ---------------------------
 # The endpoint sends its statements on its asyncpg connection; the raw side sends the same ones
-# (imported from api.work.assignments), with the same parameters, in the same transaction.
+# (imported from api.work.claims), with the same parameters, in the same transaction.
 
 
 class _BareSession:
@@ -130,14 +129,14 @@ async def assign_raw(
             )
             ranked = rank(rows, start=spot, mode=MODE, work=limits.work)
             ids = [r["task_id"] for r in ranked]
-            claimed = await conn.fetchrow(PICK_AND_CLAIM_SQL, ids, worker)
+            claimed = await conn.fetchrow(CLAIM_FIRST_SQL, ids, None, worker)
             if claimed is None:
                 raise _NoTask
-            task, reserved_until, previous_status = claimed
-            if previous_status == "reserved":
-                await conn.execute(EXPIRE_STALE_SQL, task)
-            await conn.fetchrow(
-                RESERVE_SQL, task, worker, reserved_until, reserved_until.isoformat()
+            task, reserved_until = claimed["id"], claimed["reserved_until"]
+            if claimed["previous_status"] == "reserved":
+                await conn.execute(EXPIRE_STALE_SQL, [task])
+            await conn.fetch(
+                RESERVE_SQL, [task], worker, [reserved_until], [reserved_until.isoformat()], False
             )
             return str(task)
     except _NoTask:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
-from sqlalchemy import String, case, cast, func, insert, literal, select, update
+from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.clients.stores import bbox_filter, parse_bbox
@@ -22,6 +22,8 @@ from api.core.models import Campaign, CampaignStatus, Store, Task, TaskStatus, U
 from api.core.schemas import ERROR_RESPONSES, Body, trimmed_min, valid_polygon
 from api.core.settings import WorkSettings
 from api.work.alerts import raise_alerts
+from api.work.availability import effective_status, unclaimed
+from api.work.pay import estimated_hourly_rate_cents
 
 router = APIRouter(tags=["campaigns"], responses=ERROR_RESPONSES)
 
@@ -114,11 +116,6 @@ class CampaignPage(BaseModel):
     next_cursor: str | None = None
 
 
-def hourly_rate_cents(reward_cents: int, minutes: float) -> int:
-    """The rate shown with a campaign, rounded to a cent; the pay floor compares exactly."""
-    return round(reward_cents * 60 / minutes)
-
-
 def exact_cents(value: Fraction) -> str:
     """A rate as a decimal, exact when it terminates, else cut (never rounded up) after four
     places and marked: a rate just below the floor never reads as the floor."""
@@ -156,17 +153,6 @@ def check_pay_floor(
             min_reward_cents=min_reward_cents,
             currency=currency,
         )
-
-
-def effective_status() -> Any:
-    """A reserved task whose reservation has passed its expiry is open again, at once."""
-    return case(
-        (
-            (Task.status == TaskStatus.reserved) & (Task.reserved_until <= func.now()),
-            literal(TaskStatus.open.value),
-        ),
-        else_=cast(Task.status, String),
-    )
 
 
 async def _targeted_store_filter(
@@ -298,7 +284,10 @@ def _campaign_out(campaign: Campaign, counts: dict[TaskStatus, int]) -> Campaign
         currency=campaign.currency,
         onsite_minutes=campaign.onsite_minutes,
         reservation_minutes=campaign.reservation_minutes,
-        hourly_rate_cents=hourly_rate_cents(campaign.reward_cents, campaign.onsite_minutes),
+        # The rate shown, rounded to a cent; the pay floor compares exactly.
+        hourly_rate_cents=estimated_hourly_rate_cents(
+            campaign.reward_cents, campaign.onsite_minutes, 0
+        ),
         starts_at=campaign.starts_at,
         ends_at=campaign.ends_at,
         status=campaign.status,
@@ -357,8 +346,7 @@ async def cancel_campaign(
         update(Task)
         .where(
             Task.campaign_id == campaign.id,
-            (Task.status == TaskStatus.open)
-            | ((Task.status == TaskStatus.reserved) & (Task.reserved_until <= func.now())),
+            unclaimed(),
         )
         .values(status=TaskStatus.cancelled, reserved_until=None, updated_at=func.now())
         .returning(Task.id)

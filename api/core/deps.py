@@ -86,10 +86,18 @@ _USER_SQL = (
 )
 
 
-async def driver(session: AsyncSession) -> asyncpg.Connection:
-    """The session's asyncpg connection. Before the session's first ORM statement, what is sent
-    on it runs outside the request's transaction, each statement committing by itself."""
+async def driver(session: AsyncSession, *, begun: bool = False) -> asyncpg.Connection:
+    """The session's asyncpg connection: the busiest queries skip the ORM's execution layer,
+    which would double their client-side cost. The session begins its transaction lazily, with
+    its first statement: until then, what is sent on this connection runs outside it, each
+    statement committing by itself. ``begun``: the transaction is begun now if it was not, so
+    that what is sent commits or rolls back with the session."""
     connection = await (await session.connection()).get_raw_connection()
+    if begun:
+        adapted = connection.dbapi_connection
+        # SQLAlchemy's asyncpg adapter, which has no public way to begin before a statement.
+        if not adapted._started:  # type: ignore[union-attr]
+            await adapted._start_transaction()  # type: ignore[union-attr]
     return cast(asyncpg.Connection, connection.driver_connection)
 
 
@@ -142,12 +150,20 @@ def refusal(rule: AccessRule, role: Role | str, suspended_at: datetime | None) -
     if role not in allowed:
         names = ", ".join(sorted(r.value for r in allowed))
         return Forbidden(f"This route is for: {names}.", code="role_not_allowed")
-    if suspended_at is not None and not rule.even_suspended:  # type: ignore[attr-defined]
-        return Forbidden(
-            "This account is suspended: GET /v1/me says why and how to appeal.",
-            code="account_suspended",
-        )
+    if not rule.even_suspended:  # type: ignore[attr-defined]
+        return suspension(suspended_at)
     return None
+
+
+def suspension(suspended_at: datetime | None) -> Forbidden | None:
+    """The one refusal a suspended account meets, at the door of a route or when it takes work
+    (a suspension committed while the request ran is seen there)."""
+    if suspended_at is None:
+        return None
+    return Forbidden(
+        "This account is suspended: GET /v1/me says why and how to appeal.",
+        code="account_suspended",
+    )
 
 
 async def public() -> None:

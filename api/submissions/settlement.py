@@ -304,6 +304,19 @@ AUTO_CAUSES = {
 }
 
 
+async def _lock_still(
+    session: AsyncSession, submission_id: uuid.UUID, status: SubmissionStatus
+) -> Submission | None:
+    """The submission, locked, if it is still in this status and nobody holds its lock (None:
+    decided or being decided meanwhile; a batch moves on rather than wait)."""
+    return await session.scalar(
+        select(Submission)
+        .where(Submission.id == submission_id, Submission.status == status)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+
+
 async def settle_overdue(
     session: AsyncSession, settings: Settings, *, batch: int = 500, now: datetime | None = None
 ) -> int:
@@ -323,12 +336,7 @@ async def settle_overdue(
     ).all()
     settled = 0
     for row in rows:
-        submission = await session.scalar(
-            select(Submission)
-            .where(Submission.id == row.id, Submission.status == row.status)
-            .with_for_update(skip_locked=True)
-            .execution_options(populate_existing=True)
-        )
+        submission = await _lock_still(session, row.id, row.status)
         if submission is None:
             continue  # decided or being decided meanwhile
         cause = AUTO_CAUSES[submission.status]
@@ -385,12 +393,7 @@ async def reopen_final_rejections(
     ).all()
     reopened = 0
     for row in rows:
-        submission = await session.scalar(
-            select(Submission)
-            .where(Submission.id == row.id, Submission.status == SubmissionStatus.rejected)
-            .with_for_update(skip_locked=True)
-            .execution_options(populate_existing=True)
-        )
+        submission = await _lock_still(session, row.id, SubmissionStatus.rejected)
         if submission is not None and await reopen_task(session, submission, settings, now):
             reopened += 1
     return reopened

@@ -40,7 +40,7 @@ from api.core.schemas import (
     valid_polygon,
 )
 from api.core.settings import Settings
-from api.work.availability import AVAILABLE_SQL
+from api.work.availability import CLAIMABLE_SQL
 
 router = APIRouter(tags=["alerts"], responses=ERROR_RESPONSES)
 
@@ -112,7 +112,7 @@ _MATCH = text(
     WITH fresh AS (
         SELECT t.id, t.location, c.reward_cents, c.onsite_minutes
         FROM task t JOIN campaign c ON c.id = t.campaign_id
-        WHERE t.id = ANY(CAST(:task_ids AS uuid[])) AND {AVAILABLE_SQL} AND c.status = 'active'
+        WHERE t.id = ANY(CAST(:task_ids AS uuid[])) AND {CLAIMABLE_SQL}
     ), announced AS (
         UPDATE task SET announced_at = now()
         FROM fresh WHERE task.id = fresh.id AND task.announced_at IS NULL
@@ -170,8 +170,7 @@ async def raise_alerts(
 _UNANNOUNCED = text(
     f"""
     SELECT t.id FROM task t JOIN campaign c ON c.id = t.campaign_id
-    WHERE t.announced_at IS NULL AND t.status = 'open' AND {AVAILABLE_SQL}
-      AND c.status = 'active'
+    WHERE t.announced_at IS NULL AND t.status = 'open' AND {CLAIMABLE_SQL}
     ORDER BY t.starts_at, t.id
     LIMIT :batch
     FOR UPDATE OF t SKIP LOCKED

@@ -1,10 +1,10 @@
 """Assignment by location: the server picks the best open task near the worker and reserves it,
 in one transaction, by published criteria only.
 
-Candidates come from the nearby index (a small set, nearest first); the pick locks the best
-still-available one with ``FOR UPDATE SKIP LOCKED`` by primary key, so concurrent callers at the
-same spot each get a different task instead of queueing on the same row. (Locking straight over
-a KNN index scan fails on PostgreSQL 15 with "attempted to lock invisible tuple".)
+Candidates come from the nearby index (a small set, nearest first); the claim
+(``api.work.claims``) takes the best one still available, skipping those another claim has
+locked, so concurrent callers at the same spot each get a different task instead of queueing
+on the same row.
 """
 
 from __future__ import annotations
@@ -26,14 +26,10 @@ from api.core.observability import count_reservations, count_reservations_now
 from api.core.rate_limits import ReservationLimit
 from api.core.schemas import ERROR_RESPONSES, Body, Latitude, Longitude
 from api.core.settings import Settings, WorkSettings
-from api.work.availability import AVAILABLE_SQL
-from api.work.reservations import LOCK_WORKER_SQL, ReservationOut, check_cap, refuse_suspended
-from api.work.tasks import (
-    DETAIL_COLUMNS,
-    DETAIL_JOINS,
-    nearest_rows,
-    task_out_fields,
-)
+from api.work.claims import NotClaimed, Wanted, claim
+from api.work.pay import estimated_hourly_rate_cents, hourly_rate_cents
+from api.work.reservations import ReservationOut
+from api.work.tasks import nearest_rows, task_out_fields
 from api.work.tours import doable_from, travel_model
 
 router = APIRouter(tags=["assignments"], responses=ERROR_RESPONSES)
@@ -98,64 +94,6 @@ class CriteriaOut(BaseModel):
     exclusions: list[str]
 
 
-def hourly_rate(reward_cents: int, onsite_minutes: float, travel_minutes: float) -> float:
-    return reward_cents * 60 / (onsite_minutes + travel_minutes)
-
-
-# The assignment runs on the request's asyncpg connection, in a transaction of its own, in four
-# statements (five when the picked task still carries an expired reservation): the endpoint's
-# time is the database's, not an ORM's. ``bench/assignments.py`` runs these same statements.
-
-# The best candidate still available, locked without waiting (another caller holding one moves
-# on to the next), and claimed. Locking by primary key, not over the KNN scan (see above).
-PICK_AND_CLAIM_SQL = f"""
-    WITH picked AS (
-        SELECT t.id, t.status AS previous_status FROM task t
-        WHERE t.id = ANY($1::uuid[])
-          AND {AVAILABLE_SQL}
-          AND NOT EXISTS (SELECT 1 FROM submission s WHERE s.task_id = t.id AND s.worker_id = $2)
-        ORDER BY array_position($1::uuid[], t.id)
-        LIMIT 1
-        FOR UPDATE OF t SKIP LOCKED
-    )
-    UPDATE task SET status = 'reserved', updated_at = now(),
-        -- Never beyond the end of the campaign.
-        reserved_until = least(now() + make_interval(mins => c.reservation_minutes), task.ends_at)
-    FROM picked, campaign c
-    WHERE task.id = picked.id AND c.id = task.campaign_id AND c.status = 'active'
-    RETURNING task.id, task.reserved_until, picked.previous_status::text
-"""
-
-# A task reserved past its expiry still has that reservation marked active: close it first.
-EXPIRE_STALE_SQL = """
-    WITH expired AS (
-        UPDATE reservation SET state = 'expired', ended_at = expires_at
-        WHERE task_id = $1 AND state = 'active' AND expires_at <= now()
-        RETURNING id, task_id, worker_id
-    )
-    INSERT INTO audit_event (action, object_type, object_id, data)
-    SELECT 'reservation.expired', 'reservation', id,
-           jsonb_build_object('task_id', task_id::text, 'worker_id', worker_id::text)
-    FROM expired
-"""
-
-# The reservation, its audit event, and the task's details for the answer.
-RESERVE_SQL = f"""
-    WITH r AS (
-        INSERT INTO reservation (task_id, worker_id, state, expires_at)
-        VALUES ($1, $2, 'active', $3)
-        RETURNING id, task_id, created_at, expires_at
-    ), logged AS (
-        INSERT INTO audit_event (actor_id, action, object_type, object_id, data)
-        SELECT $2, 'reservation.created', 'reservation', r.id,
-               jsonb_build_object('task_id', r.task_id::text, 'expires_at', $4::text)
-        FROM r
-    )
-    SELECT r.id AS reservation_id, r.created_at, r.expires_at, t.id AS task_id,{DETAIL_COLUMNS}
-    FROM r JOIN task t ON t.id = r.task_id{DETAIL_JOINS}
-"""
-
-
 def rank(
     rows: list[Any], *, start: tuple[float, float], mode: str, work: WorkSettings
 ) -> list[Any]:
@@ -167,7 +105,7 @@ def rank(
     return sorted(
         (r for r in rows if doable_from(r, start, now, model)),
         key=lambda r: (
-            -hourly_rate(
+            -hourly_rate_cents(
                 r["reward_cents"], r["onsite_minutes"], r["distance_m"] / metres_per_minute
             ),
             r["distance_m"],
@@ -179,28 +117,35 @@ def rank(
 async def assign(
     conn: asyncpg.Connection, *, worker_id: uuid.UUID, body: AssignmentIn, settings: Settings
 ) -> bytes:
-    """The JSON of an ``AssignmentOut``, built from the rows."""
-    async with conn.transaction():
-        suspended_at, held = await conn.fetchrow(LOCK_WORKER_SQL, worker_id)
-        refuse_suspended(suspended_at)
-        check_cap(held=held, taking=1, cap=settings.work.reservation_cap)
+    """The JSON of an ``AssignmentOut``, built from the rows. Runs on an asyncpg connection, in
+    a transaction of its own (a savepoint in one begun already): the candidate search and the
+    claim, in four statements (five when the task picked still carries an expired reservation),
+    the endpoint's time being the database's, not an ORM's."""
+    ranked: list[Any] = []
+
+    async def best_nearby(held: int) -> Wanted:
         rows, _ = await nearest_rows(
             conn, lat=body.lat, lon=body.lon, radius_m=body.radius_m, limit=CANDIDATES
         )
-        ranked = rank(rows, start=(body.lat, body.lon), mode=body.mode, work=settings.work)
-        claimed = await conn.fetchrow(PICK_AND_CLAIM_SQL, [r["task_id"] for r in ranked], worker_id)
-        if claimed is None:
+        ranked.extend(rank(rows, start=(body.lat, body.lon), mode=body.mode, work=settings.work))
+        return Wanted([r["task_id"] for r in ranked], first=True)
+
+    async with conn.transaction():
+        try:
+            taken = await claim(
+                conn,
+                worker_id=worker_id,
+                cap=settings.work.reservation_cap,
+                choose=best_nearby,
+            )
+        except NotClaimed:
             raise NotFound(
                 "No open task for you within the radius right now.",
                 code="no_task_nearby",
                 radius_m=body.radius_m,
-            )
-        task_id, reserved_until, previous_status = claimed
-        if previous_status == "reserved":
-            await conn.execute(EXPIRE_STALE_SQL, task_id)
-        reserved = await conn.fetchrow(
-            RESERVE_SQL, task_id, worker_id, reserved_until, reserved_until.isoformat()
-        )
+            ) from None
+    (reserved,) = taken.reservations
+    task_id = reserved["task_id"]
     row = next(r for r in ranked if r["task_id"] == task_id)
     travel_minutes = row["distance_m"] / (settings.work.speeds_kmh[body.mode] * 1000 / 60)
     payload = {
@@ -215,8 +160,8 @@ async def assign(
         },
         "distance_m": round(row["distance_m"], 1),
         "travel_minutes": round(travel_minutes, 1),
-        "estimated_hourly_rate_cents": round(
-            hourly_rate(row["reward_cents"], row["onsite_minutes"], travel_minutes)
+        "estimated_hourly_rate_cents": estimated_hourly_rate_cents(
+            row["reward_cents"], row["onsite_minutes"], travel_minutes
         ),
     }
     return orjson.dumps(payload, default=str, option=orjson.OPT_UTC_Z)

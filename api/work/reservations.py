@@ -1,28 +1,24 @@
 """Reservations: one active reservation per task, settled by the database; release; expiry.
 
-Reserving is one transaction: lock the worker's row (serialises that worker's own requests, so
-the cap holds), then a conditional UPDATE on the task that only succeeds while the task is open
-or its reservation has passed its expiry. Concurrent callers queue on the task's row lock and
-re-check the condition after the winner commits, so exactly one wins. The partial unique index
-``uq_reservation_active_task`` backs this up whatever the application does.
+Reserving a task by id is a claim (``api.work.claims``) in the request's transaction.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
-from sqlalchemy import and_, func, or_, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import audit
-from api.core.deps import CurrentWorker, SessionDep, SettingsDep
-from api.core.errors import Conflict, Forbidden, NotFound
+from api.core.deps import CurrentWorker, SessionDep, SettingsDep, driver
+from api.core.errors import Conflict, NotFound
 from api.core.idempotency import IdempotencyKeyHeader, idempotent
 from api.core.models import (
     Campaign,
@@ -37,7 +33,8 @@ from api.core.observability import count_reservations, count_reservations_now
 from api.core.rate_limits import ReservationLimit
 from api.core.schemas import ERROR_RESPONSES
 from api.work.alerts import announce_started_tasks, raise_alerts
-from api.work.tasks import TaskOut, task_details
+from api.work.claims import NotClaimed, Wanted, claim
+from api.work.tasks import TaskOut, task_details, task_out_fields
 
 router = APIRouter(tags=["reservations"], responses=ERROR_RESPONSES)
 log = logging.getLogger("terrain.reservations")
@@ -55,13 +52,6 @@ class ReservationOut(BaseModel):
 
 class ReservationList(BaseModel):
     items: list[ReservationOut]
-
-
-def _available() -> Any:
-    return or_(
-        Task.status == TaskStatus.open,
-        and_(Task.status == TaskStatus.reserved, Task.reserved_until <= func.now()),
-    )
 
 
 def effective_state(reservation: Reservation) -> ReservationState:
@@ -83,154 +73,43 @@ async def reservation_out(session: AsyncSession, reservation: Reservation) -> Re
     )
 
 
-# The worker's row, with the count of the tasks they hold: the one count the cap is checked
-# against, however work is taken (one task, a route, an assignment). Locked when work is taken:
-# a worker's own requests for work queue there, so the cap holds, and a suspension committed
-# meanwhile is seen.
-def _worker_sql(worker: str, *, lock: bool) -> str:
-    return f"""
-    SELECT u.suspended_at,
-           (SELECT count(*) FROM reservation r
-            WHERE r.worker_id = u.id AND r.state = 'active' AND r.expires_at > now()) AS held
-    FROM "user" u WHERE u.id = {worker}{" FOR UPDATE OF u" if lock else ""}
-"""
-
-
-LOCK_WORKER_SQL = _worker_sql("$1", lock=True)  # on a driver connection
-_LOCK_WORKER = text(_worker_sql(":worker_id", lock=True))
-_WORKER = text(_worker_sql(":worker_id", lock=False))
-
-
-def refuse_suspended(suspended_at: datetime | None) -> None:
-    if suspended_at is not None:
-        raise Forbidden(
-            "This account is suspended: GET /v1/me says why and how to appeal.",
-            code="account_suspended",
-        )
-
-
-def check_cap(*, held: int, taking: int, cap: int) -> None:
-    """The one cap on taking work: never more than ``cap`` active reservations at once, a
-    route's tasks counted like any other."""
-    if held + taking > cap:
-        raise Conflict(
-            f"You already hold {held} of the {cap} active reservations allowed at once; "
-            + (
-                "release or finish one first."
-                if taking == 1
-                else f"{taking} more would exceed that."
-            ),
-            code="too_many_reservations",
-            cap=cap,
-            held=held,
-        )
-
-
-async def lock_worker(session: AsyncSession, worker: User) -> int:
-    """Locks the worker's row (refused if suspended); returns how many tasks they hold."""
-    suspended_at, held = (await session.execute(_LOCK_WORKER, {"worker_id": worker.id})).one()
-    refuse_suspended(suspended_at)
-    return int(held)
-
-
-async def held_count(session: AsyncSession, worker_id: uuid.UUID) -> int:
-    """How many tasks the worker holds, without locking (for planning, not for taking)."""
-    return int((await session.execute(_WORKER, {"worker_id": worker_id})).one().held)
-
-
-async def expire_stale_reservations_of(session: AsyncSession, task_ids: list[uuid.UUID]) -> None:
-    """Close reservations of these tasks that passed their expiry (the task row is locked)."""
-    expired = await session.execute(
-        update(Reservation)
-        .where(
-            Reservation.task_id.in_(task_ids),
-            Reservation.state == ReservationState.active,
-            Reservation.expires_at <= func.now(),
-        )
-        .values(state=ReservationState.expired, ended_at=Reservation.expires_at)
-        .returning(Reservation.id, Reservation.task_id, Reservation.worker_id)
-    )
-    await audit.record_many(
-        session,
-        [
-            (
-                None,
-                "reservation.expired",
-                "reservation",
-                rid,
-                {"task_id": str(tid), "worker_id": str(wid)},
-            )
-            for rid, tid, wid in expired.all()
-        ],
+def claimed_out(row: Mapping[str, Any]) -> ReservationOut:
+    """A reservation just claimed (or held already), from the claim's row."""
+    return ReservationOut(
+        id=row["reservation_id"],
+        task_id=row["task_id"],
+        state=ReservationState.active,
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        ended_at=None,
+        task=TaskOut(**task_out_fields(row)),
     )
 
 
 async def reserve(
     session: AsyncSession, *, task_id: uuid.UUID, worker: User, cap: int
-) -> tuple[Reservation, bool]:
+) -> tuple[ReservationOut, bool]:
     """Reserve a task for a worker. Returns the reservation and whether it was created now
     (False when the worker already holds it: a retried request gets the same reservation)."""
-    held_count = await lock_worker(session, worker)
-    held = await session.scalar(
-        select(Reservation).where(
-            Reservation.task_id == task_id,
-            Reservation.worker_id == worker.id,
-            Reservation.state == ReservationState.active,
-            Reservation.expires_at > func.now(),
-        )
-    )
-    if held is not None:
-        return held, False
-    check_cap(held=held_count, taking=1, cap=cap)
-    expires_at = func.now() + func.make_interval(0, 0, 0, 0, 0, Campaign.reservation_minutes)
-    claimed = await session.execute(
-        update(Task)
-        .where(
-            Task.id == task_id,
-            _available(),
-            Task.starts_at <= func.now(),
-            Task.ends_at > func.now(),
-            Campaign.id == Task.campaign_id,
-            Campaign.status == CampaignStatus.active,
-        )
-        .values(
-            status=TaskStatus.reserved,
-            # Never beyond the end of the campaign.
-            reserved_until=func.least(expires_at, Task.ends_at),
-            updated_at=func.now(),
-        )
-        .returning(Task.reserved_until)
-    )
-    reserved_until = claimed.scalar_one_or_none()
-    if reserved_until is None:
-        await _explain_refusal(session, task_id)
-    await expire_stale_reservations_of(session, [task_id])
-    reservation = Reservation(
-        task_id=task_id,
-        worker_id=worker.id,
-        state=ReservationState.active,
-        expires_at=reserved_until,
-    )
-    session.add(reservation)
-    # No savepoint: a constraint violation ends the request, whose transaction is rolled back.
+
+    async def this_task(held: int) -> Wanted:
+        return Wanted([task_id])
+
     try:
-        await session.flush()
-    except IntegrityError as exc:  # unreachable while the UPDATE above holds; kept as a referee
-        raise Conflict("Another worker holds this task.", code="task_taken") from exc
-    await session.refresh(reservation)
-    await audit.record(
-        session,
-        actor_id=worker.id,
-        action="reservation.created",
-        object_type="reservation",
-        object_id=reservation.id,
-        task_id=str(task_id),
-        expires_at=reservation.expires_at.isoformat(),
-    )
-    return reservation, True
+        taken = await claim(
+            await driver(session, begun=True),
+            worker_id=worker.id,
+            cap=cap,
+            choose=this_task,
+            asked=[task_id],
+        )
+    except NotClaimed:
+        await _explain_refusal(session, task_id)
+    (row,) = taken.reservations
+    return claimed_out(row), taken.created
 
 
-async def _explain_refusal(session: AsyncSession, task_id: uuid.UUID) -> None:
+async def _explain_refusal(session: AsyncSession, task_id: uuid.UUID) -> NoReturn:
     row = (
         await session.execute(
             select(
@@ -423,7 +302,7 @@ async def reserve_route(
             raise
         if created:
             count_reservations(request, session, "created")
-        return 201 if created else 200, await reservation_out(session, reservation)
+        return 201 if created else 200, reservation
 
     return await idempotent(
         session,

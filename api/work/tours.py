@@ -10,24 +10,24 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+import asyncpg
 from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, model_validator
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.core import audit
-from api.core.deps import CurrentWorker, SessionDep, SettingsDep
+from api.core.deps import CurrentWorker, SessionDep, SettingsDep, driver
 from api.core.errors import Conflict, Invalid
 from api.core.idempotency import IdempotencyKeyHeader, idempotent
-from api.core.models import Reservation, ReservationState, User
+from api.core.models import User
 from api.core.observability import count_reservations, count_reservations_now
 from api.core.rate_limits import ReservationLimit
 from api.core.schemas import ERROR_RESPONSES, Body, Latitude, Longitude, PointGeometry
 from api.core.settings import Settings, WorkSettings
-from api.work.availability import AVAILABLE_SQL
+from api.work.availability import CLAIMABLE_SQL
+from api.work.claims import NotClaimed, Wanted, check_cap, claim, held_count
 from api.work.pay import estimated_hourly_rate_cents
-from api.work.reservations import check_cap, expire_stale_reservations_of, held_count, lock_worker
 from api.work.tasks import nearest_open_tasks
 from geo.distance import great_circle_m
 from geo.opening_hours import parse_opening_hours
@@ -325,7 +325,7 @@ async def suggest(
 _LOCK_TASKS = text(
     f"""
     SELECT t.id AS task_id, t.ends_at, now() AS now,
-           ({AVAILABLE_SQL} AND c.status = 'active') AS available,
+           ({CLAIMABLE_SQL}) AS available,
            c.onsite_minutes, c.reservation_minutes,
            s.opening_hours, s.timezone, ST_Y(s.location::geometry) AS lat,
            ST_X(s.location::geometry) AS lon, t.reward_cents, t.ends_at AS available_until
@@ -341,88 +341,63 @@ _LOCK_TASKS = text(
 
 async def reserve_route(
     session: AsyncSession, *, worker: User, body: RouteReservationIn, settings: Settings
-) -> tuple[list[Reservation], bool]:
-    """All the route's tasks or none. Locks the worker, then the tasks in id order (so two
-    overlapping routes queue instead of deadlocking), then claims them in one statement.
+) -> tuple[list[asyncpg.Record], bool]:
+    """All the route's tasks or none, as one claim: the worker locked, then the tasks in id
+    order (so two overlapping routes queue instead of deadlocking), each held until the planned
+    departure from its stop plus a margin.
 
-    Returns the reservations and whether they were made now: when the worker already holds
-    every task of the route (a retried request whose answer was lost), the same reservations
-    come back instead of a conflict with oneself."""
-    held = await lock_worker(session, worker)
-    already = list(
-        await session.scalars(
-            select(Reservation).where(
-                Reservation.worker_id == worker.id,
-                Reservation.task_id.in_(body.task_ids),
-                Reservation.state == ReservationState.active,
-                Reservation.expires_at > func.now(),
-            )
-        )
-    )
-    if len(already) == len(body.task_ids):
-        by_task = {r.task_id: r for r in already}
-        return [by_task[t] for t in body.task_ids], False
-    check_cap(held=held, taking=len(body.task_ids), cap=settings.work.reservation_cap)
-    rows = {
-        r.task_id: r for r in (await session.execute(_LOCK_TASKS, {"ids": body.task_ids})).all()
-    }
-    unavailable = [t for t in body.task_ids if t not in rows or not rows[t].available]
-    if unavailable:
-        raise Conflict(
-            "Some tasks of this route are no longer available; plan again without them.",
-            code="tasks_taken",
-            task_ids=[str(t) for t in unavailable],
-        )
-    now = rows[body.task_ids[0]].now
-    # Hold each task until the planned departure from its stop plus a margin, following the
-    # route in the given order.
-    model = travel_model(body.mode, body.speed_kmh, settings.work)
-    ordered = [Candidate(dict(rows[t]._mapping)) for t in body.task_ids]
-    start = (body.start.lat, body.start.lon)
-    matrices = model.matrices([start, start, *(c.point for c in ordered)])
-    horizon_s = max((rows[t].ends_at - now).total_seconds() for t in body.task_ids)
-    problem = build_problem(ordered, matrices, horizon_s, now, None)
+    Returns the reservations (the claim's rows, in the route's order) and whether they were made
+    now: when the worker already holds every task of the route (a retried request whose answer
+    was lost), the same reservations come back instead of a conflict with oneself."""
+
+    async def timed(held: int) -> Wanted:
+        rows = {
+            r.task_id: r for r in (await session.execute(_LOCK_TASKS, {"ids": body.task_ids})).all()
+        }
+        unavailable = [t for t in body.task_ids if t not in rows or not rows[t].available]
+        if unavailable:
+            raise _tasks_taken(unavailable)
+        now = rows[body.task_ids[0]].now
+        # Following the route in the given order.
+        model = travel_model(body.mode, body.speed_kmh, settings.work)
+        ordered = [Candidate(dict(rows[t]._mapping)) for t in body.task_ids]
+        start = (body.start.lat, body.start.lon)
+        matrices = model.matrices([start, start, *(c.point for c in ordered)])
+        horizon_s = max((rows[t].ends_at - now).total_seconds() for t in body.task_ids)
+        problem = build_problem(ordered, matrices, horizon_s, now, None)
+        try:
+            stops = check_route(problem, list(range(len(ordered)))).stops
+        except InfeasibleRouteError as exc:
+            raise Invalid(
+                f"This order of tasks cannot be done in time: {exc}", code="route_not_feasible"
+            ) from exc
+        margin = timedelta(minutes=settings.work.route_reservation_margin_minutes)
+        until = [
+            min(now + timedelta(seconds=stop.departure_s) + margin, rows[task_id].ends_at)
+            for stop, task_id in zip(stops, body.task_ids, strict=True)
+        ]
+        return Wanted(body.task_ids, until)
+
     try:
-        timed = check_route(problem, list(range(len(ordered))))
-    except InfeasibleRouteError as exc:
-        raise Invalid(
-            f"This order of tasks cannot be done in time: {exc}", code="route_not_feasible"
-        ) from exc
-    margin = timedelta(minutes=settings.work.route_reservation_margin_minutes)
-    await expire_stale_reservations_of(session, body.task_ids)
-    reservations = []
-    for stop, task_id in zip(timed.stops, body.task_ids, strict=True):
-        expires_at = min(now + timedelta(seconds=stop.departure_s) + margin, rows[task_id].ends_at)
-        await session.execute(
-            text(
-                "UPDATE task SET status = 'reserved', reserved_until = :until, updated_at = now() "
-                "WHERE id = :id"
-            ),
-            {"until": expires_at, "id": task_id},
-        )
-        reservation = Reservation(
-            task_id=task_id,
+        taken = await claim(
+            await driver(session, begun=True),
             worker_id=worker.id,
-            state=ReservationState.active,
-            expires_at=expires_at,
+            cap=settings.work.reservation_cap,
+            choose=timed,
+            asked=body.task_ids,
+            route=True,
         )
-        session.add(reservation)
-        reservations.append(reservation)
-    await session.flush()
-    await audit.record_many(
-        session,
-        [
-            (
-                worker.id,
-                "reservation.created",
-                "reservation",
-                r.id,
-                {"task_id": str(r.task_id), "expires_at": r.expires_at.isoformat(), "route": True},
-            )
-            for r in reservations
-        ],
+    except NotClaimed as missed:  # unreachable while the tasks stay locked; kept as a referee
+        raise _tasks_taken(missed.task_ids) from None
+    return taken.reservations, taken.created
+
+
+def _tasks_taken(task_ids: Sequence[uuid.UUID]) -> Conflict:
+    return Conflict(
+        "Some tasks of this route are no longer available; plan again without them.",
+        code="tasks_taken",
+        task_ids=[str(t) for t in task_ids],
     )
-    return reservations, True
 
 
 @router.post("/v1/routes/suggest")
@@ -468,7 +443,8 @@ async def reserve_route_route(
             count_reservations(request, session, "created", len(reservations))
         answer = RouteReservationOut(
             reservations=[
-                {"id": r.id, "task_id": r.task_id, "expires_at": r.expires_at} for r in reservations
+                {"id": r["reservation_id"], "task_id": r["task_id"], "expires_at": r["expires_at"]}
+                for r in reservations
             ]
         )
         return 201 if created else 200, answer
