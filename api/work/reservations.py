@@ -33,6 +33,7 @@ from api.core.observability import count_reservations, count_reservations_now
 from api.core.rate_limits import ReservationLimit
 from api.core.schemas import ERROR_RESPONSES
 from api.work.alerts import announce_started_tasks, raise_alerts
+from api.work.availability import within_dates
 from api.work.claims import NotClaimed, Wanted, claim
 from api.work.tasks import TaskOut, task_details, task_out_fields
 
@@ -117,7 +118,7 @@ async def _explain_refusal(session: AsyncSession, task_id: uuid.UUID) -> NoRetur
                 Task.starts_at,
                 Task.ends_at,
                 Campaign.status,
-                (Task.starts_at <= func.now()) & (Task.ends_at > func.now()),
+                within_dates(),
             )
             .join(Campaign, Campaign.id == Task.campaign_id)
             .where(Task.id == task_id)
