@@ -22,11 +22,10 @@ from api.core.deps import Public
 from api.core.errors import install_error_handlers
 from api.core.object_store import build_object_store
 from api.core.settings import Settings
-from api.fastpath import FastPath
 from api.moderation import suspensions, task_reports
 from api.submissions import contests, earnings, photos, reason_codes, reviews, uploads
 from api.submissions import submit as submissions
-from api.work import alerts, assignments, reservations, tasks
+from api.work import alerts, assignments, nearby, reservations, tasks
 from api.work import tours as routes
 
 log = logging.getLogger("terrain")
@@ -96,14 +95,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    if settings.app.fastpath:  # the busiest routes below the router; inside the body limit
-        app.add_middleware(FastPath, api=app)
     # Photo uploads to the local store stream past the JSON body limit: the upload route checks
     # the signed grant and the declared size before it reads a byte, and stops past it.
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.app.max_body_bytes, exempt_prefixes=("/v1/uploads/",)
     )
-    resources = (auth, stores, store_import, campaigns, tasks, reservations, routes, photos)
+    # nearby before tasks: /v1/tasks/nearby is not a /v1/tasks/{task_id}.
+    resources = (auth, stores, store_import, campaigns, nearby, tasks, reservations, routes, photos)
     settling = (reviews, contests, earnings, reason_codes, suspensions, task_reports, me, webhooks)
     for module in (*resources, results, submissions, uploads, assignments, alerts, *settling):
         app.include_router(module.router)

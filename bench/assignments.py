@@ -54,7 +54,7 @@ from api.work.claims import (  # noqa: E402
     LOCK_WORKER_SQL,
     RESERVE_SQL,
 )
-from api.work.tasks import nearest_open_tasks  # noqa: E402
+from api.work.nearby import nearest_open_tasks  # noqa: E402
 from bench import record  # noqa: E402
 from bench.nearby import (  # noqa: E402
     CpuMeter,

@@ -141,7 +141,7 @@ async def main() -> int:
                 )
             ).json()["access_token"]
             headers = {"Authorization": f"Bearer {token}"}
-            from api.work.tasks import nearest_open_tasks
+            from api.work.nearby import nearest_open_tasks
             from api.work.tours import Candidate
 
             for _ in range(args.repeat):

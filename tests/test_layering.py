@@ -43,7 +43,6 @@ TOP_LEVEL = frozenset(
         "api.cli",
         "api.demo",
         "api.console",
-        "api.fastpath",  # being removed
     }
 )
 PURE_CORES = ("geo", "validation", "storage")
@@ -54,7 +53,7 @@ FRAMEWORKS = ("fastapi", "starlette")
 FASTAPI_ROUTING_PUBLIC = frozenset({"APIRouter", "APIRoute", "APIWebSocketRoute"})
 FRAMEWORK_PRIVATE_MODULES = ("fastapi.dependencies",)
 # Files allowed to reach into the frameworks' internals, by path relative to the repository.
-INTERNALS_ALLOWED = frozenset({"api/fastpath.py"})  # being removed
+INTERNALS_ALLOWED: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -61,18 +61,29 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 _bearer = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
+BearerToken = Annotated[str | None, Depends(_bearer)]
 
 
-async def _signed_in_user(
-    session: SessionDep, settings: SettingsDep, token: Annotated[str | None, Depends(_bearer)]
-) -> User:
+async def _signed_in_user(session: SessionDep, settings: SettingsDep, token: BearerToken) -> User:
+    user = await load_user(session, token_user_id(token, settings))
+    if user is None or not signed_in(user.deleted_at):
+        raise invalid_token()
+    return user
+
+
+def token_user_id(token: str | None, settings: Settings) -> uuid.UUID:
+    """The user a bearer token names, whose row is still to be read: refused (401) without a
+    token, or with one that is forged or expired."""
     if not token:
         raise NotAuthenticated("This route needs a bearer token (POST /v1/auth/token).")
     user_id = read_token(token, settings.auth)
-    user = await load_user(session, user_id) if user_id else None
-    if user is None or not signed_in(user.deleted_at):
-        raise NotAuthenticated("The bearer token is invalid or expired.", code="invalid_token")
-    return user
+    if user_id is None:
+        raise invalid_token()
+    return user_id
+
+
+def invalid_token() -> NotAuthenticated:
+    return NotAuthenticated("The bearer token is invalid or expired.", code="invalid_token")
 
 
 def signed_in(deleted_at: datetime | None) -> bool:
@@ -116,7 +127,7 @@ async def load_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
 
 
 async def user_row(connection: asyncpg.Connection, user_id: uuid.UUID) -> asyncpg.Record | None:
-    """The user's row as the access rules read it (``api.fastpath`` reads it without a session)."""
+    """The user's row as the access rules read it, on any connection (no session needed)."""
     return await connection.fetchrow(_USER_SQL, user_id)
 
 

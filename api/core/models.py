@@ -32,6 +32,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import UserDefinedType
 
 from api.core.db import Base
+from geo.mercator import forward_sql
 
 
 class PlanarPoint(UserDefinedType[Any]):
@@ -112,9 +113,6 @@ class Organization(Base):
     join_code: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = _created_at()
 
-    # Each keeps the nearby listing of the tasks it names current (migration 0011).
-    __table_args__ = (_triggers("task_listing_of_organization"),)
-
 
 class User(Base):
     __tablename__ = "user"
@@ -169,7 +167,6 @@ class Store(Base):
         CheckConstraint("geofence_radius_m BETWEEN 10 AND 1000", name="geofence_radius_range"),
         Index("ix_store_location", "location", postgresql_using="gist"),
         Index("ix_store_organization_id", "organization_id"),
-        _triggers("task_listing_of_store"),
     )
 
 
@@ -202,7 +199,6 @@ class Campaign(Base):
         CheckConstraint("onsite_minutes > 0", name="onsite_positive"),
         CheckConstraint("reservation_minutes > 0", name="reservation_positive"),
         CheckConstraint("starts_at < ends_at", name="window_ordered"),
-        _triggers("task_listing_of_campaign"),
     )
 
 
@@ -227,7 +223,7 @@ class Task(Base):
             persisted=True,
         ),
     )
-    # Spherical Mercator (metres, undefined past 85 degrees of latitude): a 2-D index that
+    # Spherical Mercator (metres, geo.mercator; undefined past 85 degrees): a 2-D index that
     # PostgreSQL builds sorted and compact. Mercator is conformal, so planar distance from a
     # point is the geodesic times sec(latitude) within a known bound, which keeps the nearby
     # ranking exact; near the poles and across the antimeridian, ``unit_vector`` serves.
@@ -236,9 +232,7 @@ class Task(Base):
     mercator: Mapped[Any | None] = mapped_column(
         PlanarPoint(),
         Computed(
-            "CASE WHEN abs(ST_Y(location::geometry)) < 85 THEN point("
-            "6378137 * radians(ST_X(location::geometry)), "
-            "6378137 * ln(tan(pi() / 4 + radians(ST_Y(location::geometry)) / 2))) END",
+            forward_sql("ST_Y(location::geometry)", "ST_X(location::geometry)"),
             persisted=True,
         ),
         deferred=True,
@@ -253,12 +247,6 @@ class Task(Base):
     # When alert areas heard of the task because it could be taken (None: not yet, e.g. its
     # campaign has not started); set by ``api.work.alerts``, so each task is announced once.
     announced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Filled and kept by the database (migration 0011's trigger), never written here: the
-    # campaign's on-site minutes, and the task's entry in GET /v1/tasks/nearby as compact JSON
-    # (client, purpose, store, terms), read with the row the nearby search fetches anyway; the
-    # object is kept open (no closing brace, migration 0012) for the fields the answer appends.
-    onsite_minutes: Mapped[int] = mapped_column(Integer, server_default=FetchedValue())
-    listing: Mapped[str] = mapped_column(Text, server_default=FetchedValue(), deferred=True)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
 
@@ -295,7 +283,6 @@ class Task(Base):
         ),
         # Tasks held by a rejection that may still be reversed (migration 0014).
         Index("ix_task_rejected_ends_at", "ends_at", postgresql_where=text("status = 'rejected'")),
-        _triggers("task_listing"),
     )
 
 

@@ -475,7 +475,7 @@ class ObserveRequests:
     """Request id, duration, count and access line of every HTTP request.
 
     The route template is read from ``scope["route"]`` after the inner app ran: the router
-    (or a fast path standing in for it) puts the matched route there; no route, no match."""
+    puts the matched route there; no route, no match."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app

@@ -249,8 +249,6 @@ class AppSettings(BaseSettings):
     # The periodic work runs in the job worker (api.background.jobs); this runs it in the API
     # process too.
     run_sweeper: bool = False
-    # The busiest routes answered below FastAPI's router (api.fastpath); off, FastAPI answers.
-    fastpath: bool = True
 
 
 class Settings(BaseSettings):

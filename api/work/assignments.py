@@ -27,9 +27,10 @@ from api.core.rate_limits import ReservationLimit
 from api.core.schemas import ERROR_RESPONSES, Body, Latitude, Longitude
 from api.core.settings import Settings, WorkSettings
 from api.work.claims import NotClaimed, Wanted, claim
+from api.work.nearby import nearest_rows
 from api.work.pay import estimated_hourly_rate_cents, hourly_rate_cents
 from api.work.reservations import ReservationOut
-from api.work.tasks import nearest_rows, task_out_fields
+from api.work.tasks import task_out_fields
 from api.work.tours import doable_from, travel_model
 
 router = APIRouter(tags=["assignments"], responses=ERROR_RESPONSES)

@@ -27,8 +27,8 @@ from api.core.schemas import ERROR_RESPONSES, Body, Latitude, Longitude, PointGe
 from api.core.settings import Settings, WorkSettings
 from api.work.availability import CLAIMABLE_SQL
 from api.work.claims import NotClaimed, Wanted, check_cap, claim, held_count
+from api.work.nearby import nearest_open_tasks
 from api.work.pay import estimated_hourly_rate_cents
-from api.work.tasks import nearest_open_tasks
 from geo.distance import great_circle_m
 from geo.opening_hours import parse_opening_hours
 from geo.routing import InfeasibleRouteError, Problem, Route, Visit, check_route, solve

@@ -307,7 +307,7 @@ async def test_a_trigger_added_by_a_migration_without_its_declaration_is_caught(
     try:
         await connection.execute(
             "CREATE TRIGGER alert_area_touched BEFORE UPDATE ON alert_area "
-            "FOR EACH ROW EXECUTE FUNCTION task_listing()"
+            "FOR EACH ROW EXECUTE FUNCTION ledger_entry_append_only()"
         )
         found = (await read_catalog(connection, MODEL_TABLES))["triggers"]
     finally:

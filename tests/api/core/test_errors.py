@@ -250,14 +250,8 @@ async def test_a_lock_not_available_answers_503(short_lock_waits, settings, http
     ] == "cancelled"
 
 
-@pytest.fixture(params=[True, False], ids=["fast_path", "fastapi"])
-def either_path(request, settings):
-    """The app built with the fast path (api.fastpath) in front of the router, or without."""
-    settings.app.fastpath = request.param
-
-
-async def test_an_assignment_waiting_past_the_timeout_answers_503_on_either_path(
-    either_path, short_waits, settings, http, factory, db
+async def test_an_assignment_waiting_past_the_timeout_answers_503(
+    short_waits, settings, http, factory, db
 ):
     _, _, (task_id,) = await open_tasks(factory)
     worker = await factory.account(Role.worker)

@@ -196,11 +196,8 @@ async def test_requests_and_domain_outcomes_are_counted_by_route_template(http, 
     assert series(again, "process_cpu_seconds_total")[()] > 0
 
 
-@pytest.mark.parametrize("fastpath", [True, False], ids=["fast path", "router"])
-async def test_an_assignment_is_counted_whichever_way_it_is_answered(settings, factory, fastpath):
-    app = create_app(
-        settings.model_copy(update={"app": settings.app.model_copy(update={"fastpath": fastpath})})
-    )
+async def test_an_assignment_is_counted_once_with_its_route(settings, factory):
+    app = create_app(settings)
     client = await factory.account(Role.client)
     worker = await factory.account(Role.worker)
     await factory.campaign(client, await factory.stores_at(client.organization_id, [STORE]))

@@ -8,6 +8,7 @@ import uuid
 from collections import Counter
 
 import httpx
+import orjson
 import pytest
 
 from api.core.models import Role
@@ -193,3 +194,106 @@ async def test_fifty_workers_thirty_tasks_same_spot(live_server, factory, db):
                 "GROUP BY task_id HAVING count(*) > 1) d"
             )
             assert doubled == 0
+
+
+async def test_who_may_be_assigned_what_is_refused_and_what_is_counted(http, factory, db, settings):
+    """Each request's status and code, and what it changes: a refused account changes and
+    counts nothing; a refused body is counted against the reservation rate, as every
+    rate-limited route counts a signed-in worker's request."""
+    client = await factory.account(Role.client)
+    rng = random.Random(5)
+    await factory.campaign(
+        client, await factory.stores_at(client.organization_id, [around(rng, 900)])
+    )
+    _, far_tasks = await factory.campaign(
+        client,
+        await factory.stores_at(client.organization_id, [(10.0 + i, 10.0) for i in range(3)]),
+    )
+    worker, suspended, erased = [await factory.account(Role.worker) for _ in range(3)]
+    await db.execute('UPDATE "user" SET suspended_at = now() WHERE id = $1', suspended.id)
+    await db.execute('UPDATE "user" SET deleted_at = now() WHERE id = $1', erased.id)
+    spot = {"lat": SPOT[0], "lon": SPOT[1]}
+    as_json = {**worker.headers, "Content-Type": "application/json"}
+
+    async def reset() -> None:
+        await db.execute(
+            "DELETE FROM audit_event; DELETE FROM reservation; DELETE FROM rate_limit_window; "
+            "UPDATE task SET status = 'open', reserved_until = NULL"
+        )
+
+    async def at_the_cap() -> None:
+        for task_id in far_tasks:
+            await db.execute(
+                "UPDATE task SET status = 'reserved', reserved_until = now() + interval '1 hour' "
+                "WHERE id = $1",
+                task_id,
+            )
+            await db.execute(
+                "INSERT INTO reservation (task_id, worker_id, state, expires_at) "
+                "VALUES ($1, $2, 'active', now() + interval '1 hour')",
+                task_id,
+                worker.id,
+            )
+
+    async def at_the_rate_limit() -> None:
+        await db.execute(
+            "INSERT INTO rate_limit_window (user_id, bucket, window_start, hits) "
+            "VALUES ($1, 'reservations', date_trunc('minute', clock_timestamp()), $2)",
+            worker.id,
+            settings.work.reservations_per_minute,
+        )
+
+    invalid = (422, "invalid_request")
+    cases = [
+        ({"json": spot, "headers": worker.headers}, None, (201, None)),
+        ({"json": {**spot, "mode": "bike"}, "headers": worker.headers}, None, (201, None)),
+        ({"json": {"lat": 0, "lon": 0}, "headers": worker.headers}, None, (404, "no_task_nearby")),
+        ({"json": spot, "headers": worker.headers}, at_the_cap, (409, "too_many_reservations")),
+        ({"json": spot, "headers": worker.headers}, at_the_rate_limit, (429, "rate_limited")),
+        ({"json": spot}, None, (401, "not_authenticated")),
+        ({"json": spot, "headers": client.headers}, None, (403, "role_not_allowed")),
+        ({"json": spot, "headers": suspended.headers}, None, (403, "account_suspended")),
+        ({"json": spot, "headers": erased.headers}, None, (401, "invalid_token")),
+        ({"json": {"lat": SPOT[0]}, "headers": worker.headers}, None, invalid),
+        ({"json": {**spot, "reward_cents": 1}, "headers": worker.headers}, None, invalid),
+        ({"json": {**spot, "mode": "car"}, "headers": worker.headers}, None, invalid),
+        ({"json": {**spot, "radius_m": 0}, "headers": worker.headers}, None, invalid),
+        ({"content": b'{"lat": NaN, "lon": 1}', "headers": as_json}, None, invalid),
+        ({"content": b'{"lat": 45.7,', "headers": as_json}, None, invalid),
+        ({"content": b"", "headers": as_json}, None, invalid),
+        (
+            {"content": orjson.dumps(spot), "headers": {**as_json, "Content-Type": "text/plain"}},
+            None,
+            invalid,
+        ),
+        (
+            {
+                "content": orjson.dumps(spot),
+                "headers": {**as_json, "Content-Type": "application/json; charset=utf-8"},
+            },
+            None,
+            (201, None),
+        ),
+    ]
+    for kwargs, prepare, (status, code) in cases:
+        await reset()
+        if prepare is not None:
+            await prepare()
+        if status == 429:  # rate-limit windows are calendar minutes: stay within this one
+            seconds = await db.fetchval("SELECT extract(second FROM clock_timestamp())")
+            if seconds > 55:
+                await asyncio.sleep(61 - float(seconds))
+                await reset()
+                await prepare()
+        response = await http.post("/v1/assignments", **kwargs)
+        got = (response.status_code, None if status == 201 else response.json()["code"])
+        assert got == (status, code), (kwargs, response.text)
+        reservations = await db.fetchval("SELECT count(*) FROM reservation WHERE state = 'active'")
+        assert reservations == (3 if prepare is at_the_cap else 0) + (status == 201), kwargs
+    hits = "SELECT user_id, bucket, hits FROM rate_limit_window ORDER BY user_id"
+    await reset()
+    await http.post("/v1/assignments", json=spot, headers=suspended.headers)
+    assert await db.fetch(hits) == []
+    await http.post("/v1/assignments", json={"lat": 1}, headers=worker.headers)
+    assert [tuple(r) for r in await db.fetch(hits)] == [(worker.id, "reservations", 1)]
+    await reset()

@@ -2,26 +2,33 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import jwt
 import orjson
 import pytest
 from geographiclib.geodesic import Geodesic
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from api.core.models import Role
-from api.work.tasks import (
+from api.core.schemas import PointGeometry
+from api.work.nearby import (
     _NEAREST,
-    MERCATOR_RADIUS_M,
+    NearbyOut,
     NearbyQuery,
+    NearbyTask,
     _search_plan,
+    json_object_sql,
     nearby_answer,
     nearest_rows,
 )
 from geo.distance import geodesic_m, great_circle_m
+from geo.mercator import MERCATOR_RADIUS_M, forward
 
 # Query points chosen where planar shortcuts break: the poles, both sides of the antimeridian,
 # high latitudes, plus ordinary cities.
@@ -36,6 +43,7 @@ HOTSPOTS = [
     (78.22, 15.65),
     (-33.87, 151.21),
 ]
+SPOT = (45.7640, 4.8357)
 
 
 def scattered_points(rng: random.Random, count: int) -> list[tuple[float, float]]:
@@ -179,10 +187,9 @@ async def _details(http, worker, task_id) -> dict:
     }
 
 
-async def test_the_stored_entry_shows_the_task_as_it_is(http, factory, db):
-    """The nearby entry the database keeps equals the task's details, text escaped and times
-    written as every other answer writes them, and follows a change to its store, campaign or
-    organization."""
+async def test_the_entry_shows_the_task_as_it_is(http, factory, db):
+    """A nearby entry equals the task's details, text escaped and times written as every other
+    answer writes them, and follows a change to its store, campaign or organization."""
     client = await factory.account(Role.client)
     worker = await factory.account(Role.worker)
     (store_id,) = await factory.stores_at(client.organization_id, [(48.8570, 2.3530)])
@@ -309,7 +316,7 @@ async def test_candidate_queries_use_their_index(factory, db, lat, lon, index):
     store_ids = await factory.stores_at(client.organization_id, scattered_points(rng, 3000))
     await factory.campaign(client, store_ids)
     await db.execute("ANALYZE task")
-    plan = _search_plan(lat, lon, 2000, with_user=False, listing=True)
+    plan = _search_plan(lat, lon, 2000, with_user=False, answer=True)
     values = plan.parameters | {"limit": 20, "radius_m": 2000.0, "metres_per_minute": 83.3}
     arguments = ", ".join(repr(values[name]) for name in plan.statement.parameters)
     # Both the plan made for these values and the generic one the database keeps for the
@@ -344,12 +351,11 @@ def test_planar_reach_never_overstates_the_geodesic(lat, lon, distance, bearing)
     """The exactness bound of the planar search: reach / scale <= geodesic, for any task within
     the radius (here: at ``distance`` along ``bearing``)."""
     target = Geodesic.WGS84.Direct(lat, lon, bearing, distance)
-    plan = _search_plan(lat, lon, 50_000, with_user=False, listing=False)
-    if plan.statement is not _NEAREST[True, False, False]:  # (planar, with_user, listing)
+    plan = _search_plan(lat, lon, 50_000, with_user=False, answer=False)
+    if plan.statement is not _NEAREST[True, False, False]:  # (planar, with_user, answer)
         return
     mx, my = plan.parameters["mx"], plan.parameters["my"]
-    tx = MERCATOR_RADIUS_M * math.radians(target["lon2"])
-    ty = MERCATOR_RADIUS_M * math.log(math.tan(math.pi / 4 + math.radians(target["lat2"]) / 2))
+    tx, ty = forward(target["lat2"], target["lon2"])
     if abs(tx - mx) > math.pi * MERCATOR_RADIUS_M:
         return  # wrapped around the antimeridian: that case takes the sphere path
     reach = math.hypot(tx - mx, ty - my)
@@ -367,3 +373,173 @@ async def test_ties_go_by_id_alike_in_the_database_and_in_python(db):
         'SELECT array_agg(id ORDER BY id::text COLLATE "C") FROM unnest($1::uuid[]) AS id', ids
     )
     assert ids == as_text == sorted(ids) == sorted(ids, key=str)
+
+
+def _nested(annotation: Any) -> type[BaseModel] | None:
+    """The model of a field the nearby models define field by field (a point is one value)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return None if annotation is PointGeometry else annotation
+    return None
+
+
+def _fields(model: type[BaseModel]) -> list[Any]:
+    """The model's field names in order, each nested model's as (name, its fields)."""
+    return [
+        (name, _fields(nested)) if (nested := _nested(field.annotation)) else name
+        for name, field in model.model_fields.items()
+    ]
+
+
+def _keys(value: dict[str, Any], model: type[BaseModel]) -> list[Any]:
+    """The object's keys in order, in the shape ``_fields`` gives."""
+    keys: list[Any] = []
+    for name, item in value.items():
+        field = model.model_fields.get(name)
+        nested = _nested(field.annotation) if field is not None else None
+        keys.append((name, _keys(item, nested)) if nested else name)
+    return keys
+
+
+async def test_the_items_the_database_builds_are_the_model_field_for_field(app, http, factory):
+    """The items' JSON comes from the database, built from ``NearbyTask``'s fields: the same
+    fields in the same order as the model and the OpenAPI schema, each value as the model
+    writes it (validating and writing the answer again gives the same JSON)."""
+    client = await factory.account(Role.client)
+    worker = await factory.account(Role.worker)
+    points = [(48.8566 + i * 0.001, 2.3522 - i * 0.0007) for i in range(6)]
+    stores = await factory.stores_at(client.organization_id, points)
+    await factory.campaign(
+        client, stores, ends_at=datetime(2031, 5, 6, 7, 8, 9, 120000, tzinfo=UTC)
+    )
+    response = await http.get(
+        "/v1/tasks/nearby", headers=worker.headers, params={**NEAR_PARIS, "limit": 4}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    body = orjson.loads(response.content)
+    assert len(body["items"]) == 4
+    for item in body["items"]:
+        assert _keys(item, NearbyTask) == _fields(NearbyTask)
+    assert NearbyOut.model_validate(body).model_dump(mode="json") == body
+    assert body["items"][0]["available_until"] == "2031-05-06T07:08:09.120000Z"
+
+    schemas = app.openapi()["components"]["schemas"]
+    assert list(schemas["NearbyTask"]["properties"]) == [
+        f if isinstance(f, str) else f[0] for f in _fields(NearbyTask)
+    ]
+    assert list(schemas["NearbyStore"]["properties"]) == list(body["items"][0]["store"])
+    assert list(schemas["NearbyClient"]["properties"]) == list(body["items"][0]["client"])
+    operation = app.openapi()["paths"]["/v1/tasks/nearby"]["get"]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/NearbyOut"
+    }
+    assert [p["name"] for p in operation["parameters"]] == ["lat", "lon", "radius_m", "limit"]
+
+
+def test_every_item_field_says_where_it_comes_from():
+    sql = json_object_sql(NearbyTask)
+    for name in ("task_id", "organization_id", "opening_hours", "estimated_hourly_rate_cents"):
+        assert f"'{name}', " in sql
+
+    class Unsourced(BaseModel):
+        name: str
+
+    with pytest.raises(TypeError, match=r"Unsourced\.name"):
+        json_object_sql(Unsourced)
+
+
+async def test_renaming_an_organization_writes_none_of_its_tasks(http, factory, db):
+    """What a list shows of the organization, campaign and store is read with the list: their
+    changes leave the tasks' rows as they are."""
+    client = await factory.account(Role.client)
+    worker = await factory.account(Role.worker)
+    stores = await factory.stores_at(client.organization_id, [(48.857, 2.353), (48.858, 2.351)])
+    campaign_id, task_ids = await factory.campaign(client, stores)
+    versions = "SELECT id, xmin::text FROM task WHERE id = ANY($1) ORDER BY id"
+    before = await db.fetch(versions, task_ids)
+    await db.execute(
+        "UPDATE organization SET name = 'Maison Verte' WHERE id = $1", client.organization_id
+    )
+    await db.execute("UPDATE campaign SET purpose = 'Count the facings' WHERE id = $1", campaign_id)
+    await db.execute("UPDATE store SET name = 'Le Coin' WHERE id = ANY($1)", stores)
+    assert await db.fetch(versions, task_ids) == before
+    items = (await _entries(http, worker)).values()
+    assert {(i["client"]["name"], i["purpose"], i["store"]["name"]) for i in items} == {
+        ("Maison Verte", "Count the facings", "Le Coin")
+    }
+
+
+def _expired_token(account_id: uuid.UUID, secret: str) -> str:
+    past = datetime.now(UTC) - timedelta(hours=2)
+    claims = {
+        "sub": str(account_id),
+        "role": "worker",
+        "iat": past,
+        "exp": past + timedelta(1 / 24),
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+async def test_who_may_search_and_what_is_refused(http, factory, db, settings):
+    """Each request's status and code: valid searches however their parameters are spelt; a
+    refused account before refused parameters, as on every route; then the parameters."""
+    client = await factory.account(Role.client)
+    stores = await factory.stores_at(
+        client.organization_id, [(SPOT[0] + i * 0.002, SPOT[1]) for i in range(5)]
+    )
+    await factory.campaign(client, stores)
+    worker, suspended, erased = [await factory.account(Role.worker) for _ in range(3)]
+    await db.execute('UPDATE "user" SET suspended_at = now() WHERE id = $1', suspended.id)
+    await db.execute('UPDATE "user" SET deleted_at = now() WHERE id = $1', erased.id)
+    secret = settings.auth.secret_key.get_secret_value()
+    token = worker.headers["Authorization"].removeprefix("Bearer ")
+    forged = _expired_token(worker.id, "another key, at least 32 bytes long")[:-4]
+    spot = {"lat": SPOT[0], "lon": SPOT[1]}
+    ok, bad_token, no_token = (200, None), (401, "invalid_token"), (401, "not_authenticated")
+    invalid, suspended_code = (422, "invalid_request"), (403, "account_suspended")
+    cases = [
+        (spot, worker.headers, ok),
+        ({**spot, "radius_m": 5000, "limit": 3}, worker.headers, ok),
+        ({"lat": 0, "lon": 0}, worker.headers, ok),
+        ("lat=45.764&lon=4.8357&lat=45.77&shape=round", worker.headers, ok),
+        ("lat=4.5764e1&lon=%204.8357&limit=%2B7", worker.headers, ok),
+        (spot, {"Authorization": f"bearer {token}"}, ok),
+        (spot, {}, no_token),
+        (spot, {"Authorization": "Basic d29ya2VyOnB3"}, no_token),
+        (spot, {"Authorization": "Bearer"}, no_token),
+        (spot, {"Authorization": "Bearer not-a-token"}, bad_token),
+        (spot, {"Authorization": f"Bearer {_expired_token(worker.id, secret)}"}, bad_token),
+        (spot, {"Authorization": f"Bearer {forged}"}, bad_token),
+        (spot, client.headers, (403, "role_not_allowed")),
+        (spot, suspended.headers, suspended_code),
+        (spot, erased.headers, bad_token),
+        ({"lat": 91, "lon": 0}, worker.headers, invalid),
+        ({"lat": "x", "lon": 0}, worker.headers, invalid),
+        ({"lat": "nan", "lon": 0}, worker.headers, invalid),
+        ({"lon": 0}, worker.headers, invalid),
+        ({"lat": 0, "lon": 0, "radius_m": 50_001}, worker.headers, (422, "radius_too_large")),
+        ({"lat": 0, "lon": 0, "radius_m": 0}, worker.headers, invalid),
+        ({"lat": 0, "lon": 0, "limit": 101}, worker.headers, (422, "limit_too_large")),
+        ({"lat": 0, "lon": 0, "limit": "2.5"}, worker.headers, invalid),
+        ({"lat": "", "lon": 0}, worker.headers, invalid),
+        # The account is refused first, whatever is wrong with the parameters.
+        ({"lat": 91, "lon": 0}, suspended.headers, suspended_code),
+        ({"lon": 0}, client.headers, (403, "role_not_allowed")),
+        ({**spot, "radius_m": 50_001}, erased.headers, bad_token),
+        ({**spot, "limit": 101}, suspended.headers, suspended_code),
+        ({"lat": "x", "lon": 0}, {}, no_token),
+        ({**spot, "limit": 101}, {"Authorization": "Bearer not-a-token"}, bad_token),
+    ]
+    for params, headers, (status, code) in cases:
+        if isinstance(params, str):
+            response = await http.get(f"/v1/tasks/nearby?{params}", headers=headers)
+        else:
+            response = await http.get("/v1/tasks/nearby", params=params, headers=headers)
+        got = (response.status_code, None if status == 200 else response.json()["code"])
+        assert got == (status, code), (params, headers, response.text)
+        if status == 401:
+            assert response.headers["www-authenticate"] == "Bearer"
+    first = await http.get(
+        "/v1/tasks/nearby", headers=worker.headers, params={**spot, "radius_m": 5000}
+    )
+    assert len(first.json()["items"]) == 5

@@ -1,0 +1,71 @@
+"""Nearby: the database no longer keeps each task's list entry.
+
+Migrations 0011 and 0012 stored each task's GET /v1/tasks/nearby entry as JSON text on the
+task (``task.listing``) with its campaign's on-site minutes (``task.onsite_minutes``), and kept
+both current with triggers on task, store, campaign and organization: renaming an organization
+rewrote every one of its tasks, and the entry's fields were defined apart from the model that
+documents them. The nearby statement now builds each entry from the tasks it keeps and their
+campaign, organization and store (``api.work.nearby``, from ``NearbyTask``'s own fields), so
+the columns, their triggers and their functions go.
+
+Revision ID: 0017
+Revises: 0016
+Create Date: 2026-12-08 00:00:00
+"""
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+from alembic import op
+from sqlalchemy.util import await_only
+
+revision: str = "0017"
+down_revision: str | None = "0016"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def _script(sql: str) -> None:
+    # Several commands, dollar-quoted bodies: one simple query, sent by the driver itself (a
+    # prepared statement holds one command only), in the migration's transaction.
+    driver = op.get_bind().connection.dbapi_connection.driver_connection  # type: ignore[union-attr]
+    await_only(driver.execute(sql))
+
+
+def upgrade() -> None:
+    _script(
+        """
+        DROP TRIGGER task_listing_of_organization ON organization;
+        DROP TRIGGER task_listing_of_campaign ON campaign;
+        DROP TRIGGER task_listing_of_store ON store;
+        DROP TRIGGER task_listing ON task;
+        DROP FUNCTION task_listing_of_organization(), task_listing_of_campaign(),
+            task_listing_of_store(), task_listing();
+        ALTER TABLE task DROP COLUMN listing, DROP COLUMN onsite_minutes;
+        """
+    )
+
+
+def _revision(name: str) -> ModuleType:
+    """An earlier revision's module, for its SQL (their file names are not module names)."""
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"terrain_revision_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def downgrade() -> None:
+    # 0012's state: 0011's columns, functions and triggers, with 0012's function (entries kept
+    # open, without their closing brace), filled as 0011 filled them.
+    op.execute("ALTER TABLE task ADD COLUMN onsite_minutes integer, ADD COLUMN listing text")
+    _script(_revision("2026_11_29_nearby_listing")._ENTRY)
+    _script(_revision("2026_11_29_open_listing")._ENTRY.replace("{close}", ""))
+    op.execute("UPDATE task SET store_id = store_id")
+    op.execute(
+        "ALTER TABLE task ALTER COLUMN onsite_minutes SET NOT NULL,"
+        " ALTER COLUMN listing SET NOT NULL"
+    )
