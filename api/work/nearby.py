@@ -42,6 +42,7 @@ from api.core.models import Role
 from api.core.schemas import ERROR_RESPONSES, Latitude, Longitude, PointGeometry
 from api.core.settings import WorkSettings
 from api.work.availability import AVAILABLE_SQL
+from api.work.pay import estimated_hourly_rate_cents_sql
 from api.work.tasks import DETAIL_JOINS
 from geo.distance import SPHERE_ELLIPSOID_MAX_RATIO_ERROR, arc_for_chord, chord_for_arc, unit_vector
 from geo.mercator import MERCATOR_RADIUS_M, PLANAR_MAX_LATITUDE, forward, scale_bound
@@ -114,11 +115,11 @@ class NearbyTask(BaseModel):
         Sql(f"round({_WALKING_MINUTES}::numeric, 1)"),
         Field(description="Straight-line walking time at the configured speed"),
     ]
-    # In double precision, as api.work.pay computes it; round() on a double rounds half to
-    # even, as Python does.
     estimated_hourly_rate_cents: Annotated[
         int,
-        Sql(f"round(t.reward_cents * 60 / (c.onsite_minutes + {_WALKING_MINUTES}))::bigint"),
+        Sql(
+            estimated_hourly_rate_cents_sql("t.reward_cents", "c.onsite_minutes", _WALKING_MINUTES)
+        ),
         Field(description="Reward over on-site time plus walking time from the given position"),
     ]
 
