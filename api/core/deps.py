@@ -103,12 +103,13 @@ async def driver(session: AsyncSession, *, begun: bool = False) -> asyncpg.Conne
     its first statement: until then, what is sent on this connection runs outside it, each
     statement committing by itself. ``begun``: the transaction is begun now if it was not, so
     that what is sent commits or rolls back with the session."""
-    connection = await (await session.connection()).get_raw_connection()
-    if begun:
-        adapted = connection.dbapi_connection
-        # SQLAlchemy's asyncpg adapter, which has no public way to begin before a statement.
-        if not adapted._started:  # type: ignore[union-attr]
-            await adapted._start_transaction()  # type: ignore[union-attr]
+    orm = await session.connection()
+    connection = await orm.get_raw_connection()
+    # SQLAlchemy's asyncpg adapter says whether it sent BEGIN (when it cannot say, one more
+    # statement costs a round trip). The statement goes through SQLAlchemy, which sends BEGIN
+    # before it, and maps a lost connection to its errors (a 503) and out of the pool.
+    if begun and not getattr(connection.dbapi_connection, "_started", False):
+        await orm.exec_driver_sql("SELECT 1")
     return cast(asyncpg.Connection, connection.driver_connection)
 
 
