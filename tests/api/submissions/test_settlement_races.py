@@ -13,8 +13,8 @@ from collections import Counter
 import pytest
 
 from api.core.models import Role
+from api.submissions import reviews
 from api.submissions.settlement import settle_overdue
-from api.submissions.submit import reviews
 from tests.api.races import Pause, finish, held, queued, until, wait_queued
 from tests.api.submissions.test_settlement import REWARD, age, ledger, submitted, sweep
 
