@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from api.submissions.submit import uploads
+from api.submissions import uploads
 from storage import LocalObjectStore, S3ObjectStore, UploadGrant
 
 PHOTO = os.urandom(200_000)
