@@ -20,7 +20,7 @@ from api.core import rate_limits
 from api.core.deps import Public, SessionDep, SettingsDep, UserEvenSuspended, driver
 from api.core.errors import Conflict, Invalid, NotAuthenticated, TooManyRequests
 from api.core.models import Organization, Role, User
-from api.core.schemas import ERROR_RESPONSES, Body, Out, trimmed_min
+from api.core.schemas import ERROR_RESPONSES, Out, RequestBody, trimmed_min
 from api.core.security import hash_password, issue_token, verify_password
 from api.core.settings import AuthSettings
 from api.moderation.suspensions import SuspensionOut, latest_suspension, suspension_out
@@ -32,12 +32,12 @@ router = APIRouter(tags=["accounts"], responses=ERROR_RESPONSES)
 Password = Annotated[str, StringConstraints(strip_whitespace=False, min_length=10, max_length=200)]
 
 
-class NewOrganization(Body):
+class NewOrganization(RequestBody):
     name: str = Field(min_length=2, max_length=200, pattern=trimmed_min(2))
     description: str = Field("", max_length=2000)
 
 
-class Registration(Body):
+class Registration(RequestBody):
     email: EmailStr
     password: Password
     display_name: str = Field(min_length=1, max_length=200, pattern=trimmed_min(1))

@@ -22,7 +22,7 @@ from api.core.deps import (
     WorkerEvenSuspended,
 )
 from api.core.models import User
-from api.core.schemas import ERROR_RESPONSES, MAX_BIGINT, Body
+from api.core.schemas import ERROR_RESPONSES, MAX_BIGINT, RequestBody
 from api.core.settings import Settings
 from api.submissions.earnings import balances, entries
 from api.work.alerts import raise_alerts
@@ -179,7 +179,7 @@ async def export(
     return data
 
 
-class EraseIn(Body):
+class EraseIn(RequestBody):
     password: Annotated[str, StringConstraints(strip_whitespace=False)] = Field(
         description="Your current password, to confirm"
     )

@@ -19,7 +19,7 @@ from api.core.deps import CurrentClient, SessionDep, SettingsDep
 from api.core.errors import Invalid, NotFound
 from api.core.idempotency import IdempotencyKeyHeader, idempotent
 from api.core.models import Campaign, CampaignStatus, Store, Task, TaskStatus, User
-from api.core.schemas import ERROR_RESPONSES, Body, trimmed_min, valid_polygon
+from api.core.schemas import ERROR_RESPONSES, RequestBody, trimmed_min, valid_polygon
 from api.core.settings import WorkSettings
 from api.work.alerts import raise_alerts
 from api.work.availability import effective_status, unclaimed
@@ -30,7 +30,7 @@ router = APIRouter(tags=["campaigns"], responses=ERROR_RESPONSES)
 MAX_CAMPAIGN_DAYS = 366
 
 
-class Target(Body):
+class Target(RequestBody):
     """Exactly one of: explicit store ids, a bbox, or a GeoJSON (Multi)Polygon."""
 
     store_ids: list[uuid.UUID] | None = Field(None, min_length=1, max_length=20_000)
@@ -57,7 +57,7 @@ class Target(Body):
         return value
 
 
-class CampaignIn(Body):
+class CampaignIn(RequestBody):
     name: str = Field(min_length=1, max_length=200, pattern=trimmed_min(1))
     purpose: str = Field(
         min_length=3,

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.clients.campaigns import PageSize, effective_status, own_campaign
+from api.clients.campaigns import PageSize, own_campaign
 from api.core.deps import CurrentClient, SessionDep, SettingsDep, StorageDep
 from api.core.errors import NotFound
 from api.core.models import (
@@ -37,6 +37,7 @@ from api.core.models import (
 from api.core.schemas import ERROR_RESPONSES, PointGeometry
 from api.core.settings import Settings
 from api.submissions.settlement import deadline
+from api.work.availability import effective_status
 from storage import ObjectStore
 from validation import sanitize
 

@@ -22,12 +22,12 @@ from api.core.idempotency import IdempotencyKeyHeader, idempotent
 from api.core.models import Store, User
 from api.core.schemas import (
     ERROR_RESPONSES,
-    Body,
     Feature,
     FeatureCollection,
     Latitude,
     Longitude,
     PointGeometry,
+    RequestBody,
     trimmed_min,
     valid_polygon,
 )
@@ -44,7 +44,7 @@ def _time_zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
-class StoreIn(Body):
+class StoreIn(RequestBody):
     external_ref: str | None = Field(None, min_length=1, max_length=100, pattern=trimmed_min(1))
     name: str = Field(min_length=1, max_length=200, pattern=trimmed_min(1))
     address: str = Field("", max_length=500)

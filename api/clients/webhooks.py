@@ -21,7 +21,7 @@ from api.core.deps import CurrentClient, SessionDep, SettingsDep
 from api.core.errors import Conflict, NotFound
 from api.core.idempotency import IdempotencyKeyHeader, idempotent
 from api.core.models import Organization, User, WebhookEndpoint
-from api.core.schemas import ERROR_RESPONSES, Body
+from api.core.schemas import ERROR_RESPONSES, RequestBody
 from api.core.settings import WebhookSettings
 from api.events.outbox import PING, EventType, emit
 from api.events.webhook_delivery import check_url
@@ -33,7 +33,7 @@ router = APIRouter(tags=["webhooks"], responses=ERROR_RESPONSES)
 # Routes
 
 
-class EndpointIn(Body):
+class EndpointIn(RequestBody):
     url: str = Field(
         min_length=1,
         max_length=2000,

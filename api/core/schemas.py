@@ -47,7 +47,7 @@ Text = Annotated[
 ]
 
 
-class Body(BaseModel):
+class RequestBody(BaseModel):
     """Request bodies: unknown fields are refused, so nobody sets a reward or a status."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -75,7 +75,7 @@ class Body(BaseModel):
         return data
 
 
-TEXT_VALUES = {"text_values": True}  # validation context of a Body read from text
+TEXT_VALUES = {"text_values": True}  # validation context of a RequestBody read from text
 _DECLARED_TYPES: dict[type[BaseModel], dict[str, frozenset[str]]] = {}
 
 

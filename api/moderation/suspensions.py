@@ -21,23 +21,23 @@ from api.core.deps import CurrentAdmin, SessionDep, SettingsDep, WorkerEvenSuspe
 from api.core.errors import Conflict, Forbidden, NotFound
 from api.core.idempotency import IdempotencyKeyHeader, idempotent
 from api.core.models import Reservation, ReservationState, Role, Suspension, Task, TaskStatus, User
-from api.core.schemas import ERROR_RESPONSES, Body, Text
+from api.core.schemas import ERROR_RESPONSES, RequestBody, Text
 from api.submissions.reason_codes import describe, require_code
 from api.work.alerts import raise_alerts
 
 router = APIRouter(tags=["suspensions"], responses=ERROR_RESPONSES)
 
 
-class SuspendIn(Body):
+class SuspendIn(RequestBody):
     reason_code: str | None = None
     message: Text = Field(description="What happened, in words the worker can act on")
 
 
-class SuspensionAppealIn(Body):
+class SuspensionAppealIn(RequestBody):
     message: Text
 
 
-class SuspensionDecisionIn(Body):
+class SuspensionDecisionIn(RequestBody):
     outcome: Literal["lift", "uphold"]
     comment: Text
 

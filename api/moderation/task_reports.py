@@ -21,7 +21,7 @@ from api.core.deps import CurrentAdmin, CurrentClient, CurrentWorker, SessionDep
 from api.core.errors import Conflict, NotFound
 from api.core.idempotency import IdempotencyKeyHeader, idempotent
 from api.core.models import Task, TaskReport, TaskStatus, User
-from api.core.schemas import ERROR_RESPONSES, Body, Text
+from api.core.schemas import ERROR_RESPONSES, RequestBody, Text
 from api.core.settings import Settings
 from api.submissions.reason_codes import REASON_CODES, describe, require_code
 from api.work.alerts import raise_alerts
@@ -29,7 +29,7 @@ from api.work.alerts import raise_alerts
 router = APIRouter(tags=["task reports"], responses=ERROR_RESPONSES)
 
 
-class TaskReportIn(Body):
+class TaskReportIn(RequestBody):
     reason_code: str | None = None
     message: Text
 
@@ -62,7 +62,7 @@ class ReportedTask(BaseModel):
     reports: list[TaskReportOut]
 
 
-class ReportDecisionIn(Body):
+class ReportDecisionIn(RequestBody):
     outcome: Literal["restore", "remove"]
     comment: Text
 

@@ -16,7 +16,7 @@ from api.core.deps import CurrentClient, SessionDep, SettingsDep, WorkerEvenSusp
 from api.core.errors import Conflict, NotFound
 from api.core.idempotency import IdempotencyKeyHeader, idempotent
 from api.core.models import Appeal, Campaign, Dispute, Submission, SubmissionStatus, Task, User
-from api.core.schemas import ERROR_RESPONSES, Body, Text
+from api.core.schemas import ERROR_RESPONSES, RequestBody, Text
 from api.core.settings import Settings
 from api.events import outbox
 from api.submissions.reason_codes import require_code
@@ -35,12 +35,12 @@ from api.submissions.submit import SubmissionOut, submission_out
 router = APIRouter(tags=["disputes and appeals"], responses=ERROR_RESPONSES)
 
 
-class DisputeIn(Body):
+class DisputeIn(RequestBody):
     reason_code: str | None = None
     message: Text
 
 
-class AppealIn(Body):
+class AppealIn(RequestBody):
     message: Text
 
 

@@ -37,8 +37,8 @@ from api.core.schemas import (
     ERROR_RESPONSES,
     IDEMPOTENCY_KEY_MAX,
     IDEMPOTENCY_KEY_MIN,
-    Body,
     PointGeometry,
+    RequestBody,
 )
 from api.core.settings import Settings
 from api.work.reservations import lock_own_reservation, own_reservation, require_active
@@ -58,7 +58,7 @@ router = APIRouter(tags=["photos"], responses=ERROR_RESPONSES)
 EXTENSIONS = {"image/jpeg": "jpg", "image/heic": "heic", "image/heif": "heif"}
 
 
-class PhotoGrantIn(Body):
+class PhotoGrantIn(RequestBody):
     content_type: Literal["image/jpeg", "image/heic", "image/heif"]
     size_bytes: int = Field(gt=0, description="Exact size of the file to upload")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex SHA-256 of the file")

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.core.deps import CurrentReviewer, SessionDep, SettingsDep, StorageDep
 from api.core.errors import Conflict, Forbidden, Invalid
 from api.core.models import Submission, SubmissionStatus, User
-from api.core.schemas import ERROR_RESPONSES, Body, Feature, FeatureCollection
+from api.core.schemas import ERROR_RESPONSES, Feature, FeatureCollection, RequestBody
 from api.core.settings import Settings
 from api.submissions.reason_codes import require_code
 from api.submissions.settlement import (
@@ -98,7 +98,7 @@ class QueueItem(BaseModel):
     worker: WorkerHistory
 
 
-class ReviewIn(Body):
+class ReviewIn(RequestBody):
     decision: Literal["approve", "reject"]
     reason_code: str | None = Field(None, description="Required to reject (GET /v1/reason-codes)")
     comment: str | None = Field(

@@ -46,10 +46,10 @@ from api.core.schemas import (
     ERROR_RESPONSES,
     IDEMPOTENCY_KEY_MAX,
     IDEMPOTENCY_KEY_MIN,
-    Body,
     Latitude,
     Longitude,
     PointGeometry,
+    RequestBody,
 )
 from api.core.settings import Settings
 from api.events import outbox
@@ -71,7 +71,7 @@ from validation import (
 router = APIRouter(tags=["submissions"], responses=ERROR_RESPONSES)
 
 
-class DeviceFixIn(Body):
+class DeviceFixIn(RequestBody):
     lat: Latitude
     lon: Longitude
     accuracy_m: float = Field(ge=0, le=100_000, allow_inf_nan=False)
@@ -79,7 +79,7 @@ class DeviceFixIn(Body):
     is_mock: bool = Field(description="The OS reported a mock (simulated) location")
 
 
-class SubmitIn(Body):
+class SubmitIn(RequestBody):
     device_fix: DeviceFixIn
 
 

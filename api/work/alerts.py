@@ -33,10 +33,10 @@ from api.core.models import AlertArea, User
 from api.core.schemas import (
     ERROR_RESPONSES,
     MAX_BIGINT,
-    Body,
     Latitude,
     Longitude,
     PointGeometry,
+    RequestBody,
     valid_polygon,
 )
 from api.core.settings import Settings
@@ -47,13 +47,13 @@ router = APIRouter(tags=["alerts"], responses=ERROR_RESPONSES)
 MAX_CIRCLE_RADIUS_M = 20_000
 
 
-class Circle(Body):
+class Circle(RequestBody):
     lat: Latitude = Field(ge=-85, le=85)
     lon: Longitude
     radius_m: int = Field(ge=50, le=MAX_CIRCLE_RADIUS_M)
 
 
-class AlertAreaIn(Body):
+class AlertAreaIn(RequestBody):
     circle: Circle | None = None
     polygon: dict[str, Any] | None = Field(None, description="GeoJSON Polygon")
     min_hourly_rate_cents: int = Field(0, ge=0, le=1_000_000)

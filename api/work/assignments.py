@@ -24,7 +24,7 @@ from api.core.idempotency import IdempotencyKeyHeader, idempotent
 from api.core.models import ReservationState
 from api.core.observability import count_reservations, count_reservations_now
 from api.core.rate_limits import ReservationLimit
-from api.core.schemas import ERROR_RESPONSES, Body, Latitude, Longitude
+from api.core.schemas import ERROR_RESPONSES, Latitude, Longitude, RequestBody
 from api.core.settings import Settings, WorkSettings
 from api.work.claims import NotClaimed, Wanted, claim
 from api.work.nearby import nearest_rows
@@ -76,7 +76,7 @@ EXCLUSIONS = [
 ]
 
 
-class AssignmentIn(Body):
+class AssignmentIn(RequestBody):
     lat: Latitude
     lon: Longitude
     radius_m: int = Field(2_000, ge=1, le=50_000)

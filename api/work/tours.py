@@ -23,7 +23,7 @@ from api.core.idempotency import IdempotencyKeyHeader, idempotent
 from api.core.models import User
 from api.core.observability import count_reservations, count_reservations_now
 from api.core.rate_limits import ReservationLimit
-from api.core.schemas import ERROR_RESPONSES, Body, Latitude, Longitude, PointGeometry
+from api.core.schemas import ERROR_RESPONSES, Latitude, Longitude, PointGeometry, RequestBody
 from api.core.settings import Settings, WorkSettings
 from api.work.availability import CLAIMABLE_SQL
 from api.work.claims import NotClaimed, Wanted, check_cap, claim, held_count
@@ -39,12 +39,12 @@ router = APIRouter(tags=["routes"], responses=ERROR_RESPONSES)
 Mode = Literal["walk", "run", "bike"]
 
 
-class Position(Body):
+class Position(RequestBody):
     lat: Latitude
     lon: Longitude
 
 
-class RouteRequest(Body):
+class RouteRequest(RequestBody):
     start: Position
     end: Position | None = Field(None, description="Default: back to the start (a loop)")
     time_budget_minutes: int = Field(ge=5, le=12 * 60)
@@ -96,7 +96,7 @@ class RouteOut(BaseModel):
     stop_points: dict[str, Any] = Field(description="GeoJSON FeatureCollection of the stops")
 
 
-class RouteReservationIn(Body):
+class RouteReservationIn(RequestBody):
     task_ids: list[uuid.UUID] = Field(min_length=1, max_length=50, description="In visiting order")
     start: Position
     mode: Mode = "walk"
@@ -339,7 +339,7 @@ _LOCK_TASKS = text(
 )
 
 
-async def reserve_route(
+async def reserve_tour(
     session: AsyncSession, *, worker: User, body: RouteReservationIn, settings: Settings
 ) -> tuple[list[asyncpg.Record], bool]:
     """All the route's tasks or none, as one claim: the worker locked, then the tasks in id
@@ -418,7 +418,7 @@ async def suggest_route(
     dependencies=[ReservationLimit],
     responses={200: {"model": RouteReservationOut, "description": "You already hold them"}},
 )
-async def reserve_route_route(
+async def reserve_tour_route(
     body: RouteReservationIn,
     worker: CurrentWorker,
     session: SessionDep,
@@ -432,7 +432,7 @@ async def reserve_route_route(
 
     async def reserve_and_answer() -> tuple[int, RouteReservationOut]:
         try:
-            reservations, created = await reserve_route(
+            reservations, created = await reserve_tour(
                 session, worker=worker, body=body, settings=settings
             )
         except Conflict as exc:
