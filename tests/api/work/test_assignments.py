@@ -6,13 +6,25 @@ import asyncio
 import random
 import uuid
 from collections import Counter
+from datetime import timedelta
 
 import httpx
 import orjson
 import pytest
+from geoalchemy2 import WKTElement
+from sqlalchemy import func, insert
 
-from api.core.models import Role
+from api.core.models import (
+    RateLimitWindow,
+    Reservation,
+    ReservationState,
+    Role,
+    Submission,
+    SubmissionStatus,
+    Verdict,
+)
 from geo.distance import geodesic_m
+from tests.conftest import compiled
 
 SPOT = (45.7640, 4.8357)
 
@@ -74,11 +86,17 @@ async def test_the_assignment_answer_is_the_reservation_as_read_back(http, facto
         "UPDATE task SET status = 'reserved', reserved_until = now() - interval '1 minute'"
     )
     stale = await db.fetchval(
-        "INSERT INTO reservation (task_id, worker_id, state, expires_at, created_at) "
-        "VALUES ($1, $2, 'active', now() - interval '1 minute', now() - interval '1 hour') "
-        "RETURNING id",
-        task_id,
-        (await factory.account(Role.worker)).id,
+        *compiled(
+            insert(Reservation)
+            .values(
+                task_id=task_id,
+                worker_id=(await factory.account(Role.worker)).id,
+                state=ReservationState.active,
+                expires_at=func.now() - timedelta(minutes=1),
+                created_at=func.now() - timedelta(hours=1),
+            )
+            .returning(Reservation.id)
+        )
     )
     answer = await http.post(
         "/v1/assignments", headers=worker.headers, json={"lat": SPOT[0], "lon": SPOT[1]}
@@ -124,20 +142,36 @@ async def test_tasks_already_submitted_by_the_worker_are_skipped(http, factory, 
     _, (other,) = await factory.campaign(client, [far], reward_cents=300)
     # The worker submitted this task before and it was reopened (after a rejection, say).
     reservation = await db.fetchval(
-        "INSERT INTO reservation (task_id, worker_id, state, expires_at, ended_at) "
-        "VALUES ($1, $2, 'submitted', now(), now()) RETURNING id",
-        done,
-        worker.id,
+        *compiled(
+            insert(Reservation)
+            .values(
+                task_id=done,
+                worker_id=worker.id,
+                state=ReservationState.submitted,
+                expires_at=func.now(),
+                ended_at=func.now(),
+            )
+            .returning(Reservation.id)
+        )
     )
     await db.execute(
-        "INSERT INTO submission (reservation_id, task_id, worker_id, idempotency_key, "
-        "request_hash, device_location, device_accuracy_m, device_fixed_at, device_is_mock, "
-        "report, verdict, status, reason_code) VALUES ($1, $2, $3, 'k-00000001', 'h', "
-        "ST_SetSRID(ST_MakePoint(4.8357, 45.764), 4326)::geography, 5, now(), false, '[]', "
-        "'rejected', 'rejected', 'failed_checks')",
-        reservation,
-        done,
-        worker.id,
+        *compiled(
+            insert(Submission).values(
+                reservation_id=reservation,
+                task_id=done,
+                worker_id=worker.id,
+                idempotency_key="k-00000001",
+                request_hash="h",
+                device_location=WKTElement("POINT(4.8357 45.764)", srid=4326),
+                device_accuracy_m=5,
+                device_fixed_at=func.now(),
+                device_is_mock=False,
+                report=[],
+                verdict=Verdict.rejected,
+                status=SubmissionStatus.rejected,
+                reason_code="failed_checks",
+            )
+        )
     )
     response = await http.post(
         "/v1/assignments", headers=worker.headers, json={"lat": SPOT[0], "lon": SPOT[1]}
@@ -229,18 +263,26 @@ async def test_who_may_be_assigned_what_is_refused_and_what_is_counted(http, fac
                 task_id,
             )
             await db.execute(
-                "INSERT INTO reservation (task_id, worker_id, state, expires_at) "
-                "VALUES ($1, $2, 'active', now() + interval '1 hour')",
-                task_id,
-                worker.id,
+                *compiled(
+                    insert(Reservation).values(
+                        task_id=task_id,
+                        worker_id=worker.id,
+                        state=ReservationState.active,
+                        expires_at=func.now() + timedelta(hours=1),
+                    )
+                )
             )
 
     async def at_the_rate_limit() -> None:
         await db.execute(
-            "INSERT INTO rate_limit_window (user_id, bucket, window_start, hits) "
-            "VALUES ($1, 'reservations', date_trunc('minute', clock_timestamp()), $2)",
-            worker.id,
-            settings.work.reservations_per_minute,
+            *compiled(
+                insert(RateLimitWindow).values(
+                    user_id=worker.id,
+                    bucket="reservations",
+                    window_start=func.date_trunc("minute", func.clock_timestamp()),
+                    hits=settings.work.reservations_per_minute,
+                )
+            )
         )
 
     invalid = (422, "invalid_request")

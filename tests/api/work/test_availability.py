@@ -4,11 +4,20 @@ nearby search reads."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, insert, select, text
 
-from api.core.models import TAKEABLE_STATUS_SQL, Campaign, CampaignStatus, Role, Task
+from api.core.models import (
+    TAKEABLE_STATUS_SQL,
+    Campaign,
+    CampaignStatus,
+    Role,
+    Store,
+    Task,
+    TaskStatus,
+)
 from api.work.availability import (
     AVAILABLE_SQL,
     CLAIMABLE_SQL,
@@ -43,17 +52,9 @@ CASES: list[tuple[tuple[str, int | None, int, int, str], tuple[str, bool, bool]]
     ),
 ]
 
-_INSERT = text(
-    """
-    INSERT INTO task (campaign_id, store_id, location, reward_cents, currency, status,
-                      reserved_until, starts_at, ends_at)
-    SELECT :campaign_id, s.id, s.location, 600, 'EUR', CAST(:status AS task_status),
-           now() + make_interval(secs => :reserved_until),
-           now() + make_interval(secs => :starts_at), now() + make_interval(secs => :ends_at)
-    FROM store s WHERE s.id = :store_id
-    RETURNING id
-    """
-)
+
+def _from_now(seconds: float | None) -> Any:
+    return None if seconds is None else func.now() + timedelta(seconds=seconds)
 
 
 async def _arrange(app: Any, factory: Any, session: Any) -> dict[Any, tuple[str, bool, bool]]:
@@ -74,15 +75,19 @@ async def _arrange(app: Any, factory: Any, session: Any) -> dict[Any, tuple[str,
     ):
         task_id = (
             await session.execute(
-                _INSERT,
-                {
-                    "campaign_id": campaigns[campaign],
-                    "store_id": store_id,
-                    "status": status,
-                    "reserved_until": until,
-                    "starts_at": starts,
-                    "ends_at": ends,
-                },
+                insert(Task)
+                .values(
+                    campaign_id=campaigns[campaign],
+                    store_id=store_id,
+                    location=select(Store.location).where(Store.id == store_id).scalar_subquery(),
+                    reward_cents=600,
+                    currency="EUR",
+                    status=TaskStatus(status),
+                    reserved_until=_from_now(until),
+                    starts_at=_from_now(starts),
+                    ends_at=_from_now(ends),
+                )
+                .returning(Task.id)
             )
         ).scalar_one()
         expected[task_id] = outcome

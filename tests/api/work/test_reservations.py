@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from api.core.models import Role
+from sqlalchemy import func, insert
+
+from api.core.models import Reservation, ReservationState, Role
 from api.work.reservations import sweep
-from tests.conftest import table_fingerprint
+from tests.conftest import compiled, table_fingerprint
 
 
 async def arrange(factory, stores: int = 1):
@@ -106,10 +108,16 @@ async def test_sweep_reopens_expired_tasks_and_ends_finished_campaigns(app, fact
     _, _, (task_id, other_task) = await arrange(factory, stores=2)
     worker = await factory.account(Role.worker)
     reservation_id = await db.fetchval(
-        "INSERT INTO reservation (task_id, worker_id, state, expires_at) "
-        "VALUES ($1, $2, 'active', now() - interval '1 minute') RETURNING id",
-        task_id,
-        worker.id,
+        *compiled(
+            insert(Reservation)
+            .values(
+                task_id=task_id,
+                worker_id=worker.id,
+                state=ReservationState.active,
+                expires_at=func.now() - timedelta(minutes=1),
+            )
+            .returning(Reservation.id)
+        )
     )
     await db.execute(
         "UPDATE task SET status = 'reserved', reserved_until = now() - interval '1 minute' "
