@@ -1,10 +1,11 @@
 """GET /v1/tasks/nearby: open tasks near a worker, ranked by exact geodesic distance; and the
 search behind it, which assignments and route suggestions share (``nearest_rows``).
 
-The list item is defined once, by ``NearbyTask``: each field names the SQL it is read from
-(``Sql``), and the nearby statement builds the items' JSON from those fields, in their order
-(``json_object_sql``). The answer leaves the database as the body of the JSON array and is sent
-as it comes: nothing decodes rows or validates the answer per request.
+The list item is defined once, by ``NearbyTask``, and built next to it (``_item``) from the
+row the nearby statement returns for each task it keeps, with its campaign, organization and
+store: the statement that ranks the tasks also reads what their items show (one round trip),
+and the answer is encoded once, as bytes, without validating it again per request (a test
+checks that what ``_item`` builds is the model, field for field).
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.util import greenlet_spawn
 
 from api.core.deps import (
     BearerToken,
-    SettingsDep,
     allow,
     driver,
     invalid_token,
@@ -40,9 +41,9 @@ from api.core.deps import (
 from api.core.errors import Invalid
 from api.core.models import Role
 from api.core.schemas import ERROR_RESPONSES, Latitude, Longitude, PointGeometry
-from api.core.settings import WorkSettings
+from api.core.settings import Settings, WorkSettings
 from api.work.availability import AVAILABLE_SQL
-from api.work.pay import estimated_hourly_rate_cents_sql
+from api.work.pay import estimated_hourly_rate_cents
 from api.work.tasks import DETAIL_JOINS
 from geo.distance import SPHERE_ELLIPSOID_MAX_RATIO_ERROR, arc_for_chord, chord_for_arc, unit_vector
 from geo.mercator import MERCATOR_RADIUS_M, PLANAR_MAX_LATITUDE, forward, scale_bound
@@ -53,75 +54,37 @@ router = APIRouter(tags=["tasks"], responses=ERROR_RESPONSES)
 # --- the list item ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Sql:
-    """Where a field of the nearby item is read from, in the nearby statement: ``t`` is the
-    ranked task (with its ``distance_m``), ``c`` its campaign, ``o`` the campaign's
-    organization, ``s`` its store; ``:metres_per_minute`` is the walking speed."""
-
-    expression: str
-
-
-def _utc_sql(column: str) -> str:
-    """A timestamp as the API writes it (UTC, "Z", microseconds only when there are some)."""
-    return (
-        f"to_char({column} AT TIME ZONE 'UTC', CASE WHEN date_trunc('second', {column}) = {column}"
-        """ THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"' ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)"""
-    )
-
-
-_WALKING_MINUTES = "(t.distance_m / :metres_per_minute)"
-
-
 class NearbyClient(BaseModel):
-    organization_id: Annotated[uuid.UUID, Sql("o.id")]
-    name: Annotated[str, Sql("o.name")]
+    organization_id: uuid.UUID
+    name: str
 
 
 class NearbyStore(BaseModel):
-    id: Annotated[uuid.UUID, Sql("s.id")]
-    name: Annotated[str, Sql("s.name")]
-    address: Annotated[str, Sql("s.address")]
-    location: Annotated[
-        PointGeometry,
-        Sql(
-            "json_build_object('type', 'Point', 'coordinates', json_build_array("
-            "ST_X(s.location::geometry), ST_Y(s.location::geometry)))"
-        ),
-    ]
-    opening_hours: Annotated[str, Sql("s.opening_hours")]
+    id: uuid.UUID
+    name: str
+    address: str
+    location: PointGeometry
+    opening_hours: str
 
 
 class NearbyTask(BaseModel):
     """What a worker weighs in a list; GET /v1/tasks/{task_id} has the rest."""
 
-    task_id: Annotated[uuid.UUID, Sql("t.id")]
+    task_id: uuid.UUID
     client: NearbyClient
-    campaign_id: Annotated[uuid.UUID, Sql("t.campaign_id")]
-    purpose: Annotated[str, Sql("c.purpose")]
+    campaign_id: uuid.UUID
+    purpose: str
     store: NearbyStore
-    reward_cents: Annotated[int, Sql("t.reward_cents")]
-    currency: Annotated[str, Sql("t.currency")]
-    onsite_minutes: Annotated[int, Sql("c.onsite_minutes")]
-    reservation_minutes: Annotated[int, Sql("c.reservation_minutes")]
-    available_until: Annotated[datetime, Sql(_utc_sql("t.ends_at"))]
-    distance_m: Annotated[
-        float,
-        Sql("round(t.distance_m::numeric, 1)"),
-        Field(description="Geodesic distance on the WGS84 ellipsoid, metres"),
-    ]
-    walking_minutes: Annotated[
-        float,
-        Sql(f"round({_WALKING_MINUTES}::numeric, 1)"),
-        Field(description="Straight-line walking time at the configured speed"),
-    ]
-    estimated_hourly_rate_cents: Annotated[
-        int,
-        Sql(
-            estimated_hourly_rate_cents_sql("t.reward_cents", "c.onsite_minutes", _WALKING_MINUTES)
-        ),
-        Field(description="Reward over on-site time plus walking time from the given position"),
-    ]
+    reward_cents: int
+    currency: str
+    onsite_minutes: int
+    reservation_minutes: int
+    available_until: datetime
+    distance_m: float = Field(description="Geodesic distance on the WGS84 ellipsoid, metres")
+    walking_minutes: float = Field(description="Straight-line walking time at the configured speed")
+    estimated_hourly_rate_cents: int = Field(
+        description="Reward over on-site time plus walking time from the given position"
+    )
 
 
 class NearbyOut(BaseModel):
@@ -130,19 +93,47 @@ class NearbyOut(BaseModel):
     items: list[NearbyTask]
 
 
-def json_object_sql(model: type[BaseModel]) -> str:
-    """The JSON object of ``model`` as SQL: each field from its ``Sql``, a field without one
-    from its own model's fields."""
-    pairs = []
-    for name, field in model.model_fields.items():
-        source = next((m for m in field.metadata if isinstance(m, Sql)), None)
-        if source is not None:
-            pairs.append(f"'{name}', {source.expression}")
-        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            pairs.append(f"'{name}', {json_object_sql(field.annotation)}")
-        else:
-            raise TypeError(f"{model.__name__}.{name} says neither its SQL nor its model")
-    return f"json_build_object({', '.join(pairs)})"
+# What the nearby statement reads for each item, in this order, after the exactness figures
+# (and the user's columns): ``_item`` takes them by position.
+_ITEM_COLUMNS = """
+               t.id, t.distance_m, t.campaign_id, t.reward_cents, t.currency, t.ends_at,
+               c.purpose, c.onsite_minutes, c.reservation_minutes, o.id, o.name,
+               s.id, s.name, s.address, ST_X(s.location::geometry), ST_Y(s.location::geometry),
+               s.opening_hours"""
+
+
+def _item(values: tuple[Any, ...], metres_per_minute: float) -> dict[str, Any]:
+    """A ``NearbyTask`` as plain data, from ``_ITEM_COLUMNS``."""
+    (task_id, distance, campaign_id, reward, currency, ends_at, purpose, onsite) = values[:8]
+    (reservation, organization_id, organization_name, store_id, store_name) = values[8:13]
+    (address, lon, lat, opening_hours) = values[13:17]
+    walking = distance / metres_per_minute
+    return {
+        "task_id": task_id,
+        "client": {"organization_id": organization_id, "name": organization_name},
+        "campaign_id": campaign_id,
+        "purpose": purpose,
+        "store": {
+            "id": store_id,
+            "name": store_name,
+            "address": address,
+            "location": {"type": "Point", "coordinates": [lon, lat]},
+            "opening_hours": opening_hours,
+        },
+        "reward_cents": reward,
+        "currency": currency,
+        "onsite_minutes": onsite,
+        "reservation_minutes": reservation,
+        "available_until": ends_at,
+        "distance_m": round(distance, 1),
+        "walking_minutes": round(walking, 1),
+        "estimated_hourly_rate_cents": estimated_hourly_rate_cents(reward, onsite, walking),
+    }
+
+
+def _encoded(answer: dict[str, Any]) -> bytes:
+    # The driver's uuids are not uuid.UUID itself, which orjson encodes natively: str for them.
+    return orjson.dumps(answer, default=str, option=orjson.OPT_UTC_Z)
 
 
 # --- the request --------------------------------------------------------------------------------
@@ -164,20 +155,27 @@ class _Asked:
     query: NearbyQuery | None = None
     refused: Invalid | None = None
 
+    @staticmethod
+    def of(request: Request) -> _Asked:
+        asked: _Asked | None = getattr(request.state, "nearby_asked", None)
+        if asked is None:
+            asked = request.state.nearby_asked = _Asked()
+        return asked
 
-def _asked() -> _Asked:
-    return _Asked()  # one per request: FastAPI gives both dependencies the same value
+
+# The route's dependencies read the settings from the app, not through SettingsDep: every
+# dependency FastAPI resolves adds to the cost of the busiest route (bench/README.md).
 
 
 async def nearby_query(
-    asked: Annotated[_Asked, Depends(_asked)],
-    settings: SettingsDep,
+    request: Request,
     lat: Annotated[Latitude, Query(description="Worker latitude, WGS84 degrees")],
     lon: Annotated[Longitude, Query(description="Worker longitude, WGS84 degrees")],
     radius_m: Annotated[int | None, Query(ge=1, description="Default 2000, at most 50000")] = None,
     limit: Annotated[int, Query(ge=1, description="At most 100")] = 20,
 ) -> NearbyQuery:
-    work = settings.work
+    work = cast(Settings, request.app.state.settings).work
+    asked = _Asked.of(request)
     radius = work.nearby_default_radius_m if radius_m is None else radius_m
     query = NearbyQuery(lat=lat, lon=lon, radius_m=radius, limit=limit)
     # Raised by nearby_worker, once the account is known to pass: a refused account hears
@@ -219,16 +217,12 @@ def _admit(role: str | None, suspended_at: datetime | None, deleted_at: datetime
         raise refused
 
 
-async def nearby_worker(
-    request: Request,
-    asked: Annotated[_Asked, Depends(_asked)],
-    settings: SettingsDep,
-    token: BearerToken,
-) -> NearbyWorker:
+async def nearby_worker(request: Request, token: BearerToken) -> NearbyWorker:
     """The access rule of the nearby route: a worker, not suspended. The token is checked here;
     the account, when the search is to run, in the search's own statement (one round trip, not
     two); otherwise here, before the parameters are refused."""
-    user_id = token_user_id(token, settings)
+    user_id = token_user_id(token, request.app.state.settings)
+    asked = _Asked.of(request)
     if asked.query is not None:
         return NearbyWorker(user_id, admitted=False)
     async with _connection(request) as connection:
@@ -248,9 +242,11 @@ nearby_worker.even_suspended = _WORKER.even_suspended  # type: ignore[attr-defin
 async def _connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
     """A connection of the app's pool, outside any transaction: each statement sees its own
     snapshot, as GET requests' sessions do."""
-    async with request.app.state.engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        yield cast(asyncpg.Connection, raw.driver_connection)
+    pooled = await request.app.state.engine.raw_connection()
+    try:
+        yield cast(asyncpg.Connection, pooled.driver_connection)
+    finally:
+        await greenlet_spawn(pooled.close)  # checked in as the engine's connections are
 
 
 # --- the search ---------------------------------------------------------------------------------
@@ -318,6 +314,7 @@ def _compiled(sql: str) -> _Statement:
     return _Statement(str(statement), tuple(statement.positiontup or ()))
 
 
+_USER_FIELDS = ("user_role", "user_suspended_at", "user_deleted_at")
 _USER_COLUMNS = (
     " u.role::text AS user_role, u.suspended_at AS user_suspended_at,"
     " u.deleted_at AS user_deleted_at,"
@@ -349,24 +346,19 @@ def _nearest_statement(candidates: str, *, with_user: bool) -> _Statement:
 
 
 def _answer_statement(candidates: str, *, with_user: bool) -> _Statement:
-    """The nearby answer in one row: the exactness figures, how many tasks within the radius
-    made the cut and the distance of the last, and their items (``NearbyTask``), nearest first,
-    joined into the body of a JSON array (UTF-8 bytes)."""
+    """The exactness figures, and the tasks within the radius that made the cut, nearest first,
+    each with what its item shows (``_ITEM_COLUMNS``); one row with NULLs when none did."""
     return _compiled(
         f"""
         WITH candidate AS MATERIALIZED ({candidates}),
         {_SEEN},
         kept AS (
             SELECT * FROM candidate WHERE distance_m <= :radius_m
-            ORDER BY distance_m, id LIMIT :limit),
-        listed AS (
-            SELECT count(*) AS kept, max(t.distance_m) AS last_m,
-                   convert_to(string_agg({json_object_sql(NearbyTask)}::text, ','
-                                         ORDER BY t.distance_m, t.id), 'UTF8') AS entries
-            FROM kept t{DETAIL_JOINS.rstrip()})
-        SELECT seen.seen, seen.farthest_reach,{_USER_COLUMNS if with_user else ""}
-               listed.kept, listed.last_m, listed.entries
-        FROM seen CROSS JOIN listed{_USER_JOIN if with_user else ""}
+            ORDER BY distance_m, id LIMIT :limit)
+        SELECT seen.seen, seen.farthest_reach,{_USER_COLUMNS if with_user else ""}{_ITEM_COLUMNS}
+        FROM seen{_USER_JOIN if with_user else ""}
+        LEFT JOIN (kept t{DETAIL_JOINS.rstrip()}) ON true
+        ORDER BY t.distance_m, t.id
         """
     )
 
@@ -494,9 +486,9 @@ async def nearby_answer(
     work: WorkSettings,
     user_id: uuid.UUID | None = None,
 ) -> tuple[bytes, asyncpg.Record]:
-    """The JSON of a ``NearbyOut``, its items built by the database, and the row they came in
-    (with ``user_id``, that user's ``user_role``, ``user_suspended_at`` and ``user_deleted_at``,
-    as nearest_rows gives them)."""
+    """The JSON of a ``NearbyOut``, and the first row it was built from (with ``user_id``,
+    that user's ``user_role``, ``user_suspended_at`` and ``user_deleted_at``, as nearest_rows
+    gives them)."""
     plan = _search_plan(
         query.lat, query.lon, query.radius_m, with_user=user_id is not None, answer=True
     )
@@ -504,21 +496,29 @@ async def nearby_answer(
         **plan.parameters,
         "limit": query.limit,
         "radius_m": float(query.radius_m),
-        "metres_per_minute": work.walking_speed_kmh * 1000 / 60,
         "user_id": user_id,
     }
-    (row,) = await _widened(
-        connection, plan, values, query.limit, lambda rows: (rows[0]["kept"], rows[0]["last_m"])
-    )
-    origin = orjson.dumps({"type": "Point", "coordinates": [query.lon, query.lat]})
-    entries = row["entries"] or b""
-    return b'{"origin":%b,"radius_m":%d,"items":[%b]}' % (origin, query.radius_m, entries), row
+    first = 2 + (len(_USER_FIELDS) if user_id is not None else 0)  # the first item column
+
+    def cut(rows: list[asyncpg.Record]) -> tuple[int, float]:
+        if rows[0][first] is None:
+            return 0, 0.0
+        return len(rows), rows[-1][first + 1]
+
+    rows = await _widened(connection, plan, values, query.limit, cut)
+    per_minute = work.walking_speed_kmh * 1000 / 60
+    items = [_item(row[first:], per_minute) for row in rows] if rows[0][first] is not None else []
+    answer = {
+        "origin": {"type": "Point", "coordinates": [query.lon, query.lat]},
+        "radius_m": query.radius_m,
+        "items": items,
+    }
+    return _encoded(answer), rows[0]
 
 
 @router.get("/v1/tasks/nearby", response_model=NearbyOut)
 async def nearby_route(
     request: Request,
-    settings: SettingsDep,
     # The query before the worker: nearby_worker reads what nearby_query made of it.
     query: Annotated[NearbyQuery, Depends(nearby_query)],
     worker: Annotated[NearbyWorker, Depends(nearby_worker)],
@@ -529,7 +529,10 @@ async def nearby_route(
     time at the configured walking speed, 5 km/h by default)."""
     async with _connection(request) as connection:
         payload, row = await nearby_answer(
-            connection, query, settings.work, user_id=None if worker.admitted else worker.user_id
+            connection,
+            query,
+            request.app.state.settings.work,
+            user_id=None if worker.admitted else worker.user_id,
         )
     if not worker.admitted:
         worker.admit(row)
