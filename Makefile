@@ -101,9 +101,9 @@ seed: deps migrate
 	$(BIN)/python -m api.cli seed-demo
 
 lint: deps
-	$(BIN)/ruff check api geo storage validation sim tests bench
-	$(BIN)/ruff format --check api geo storage validation sim tests bench
-	$(BIN)/mypy api geo storage validation sim
+	$(BIN)/ruff check api geo storage validation checklists recurrence sim tests bench
+	$(BIN)/ruff format --check api geo storage validation checklists recurrence sim tests bench
+	$(BIN)/mypy api geo storage validation checklists recurrence sim
 
 bench-nearby: deps postgis
 	@command -v wrk >/dev/null 2>&1 || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
