@@ -269,8 +269,10 @@ def _value(operand: Ref | Literal, answers: Mapping[str, AnswerValue]) -> str | 
     if isinstance(operand, Literal):
         return operand.value
     answer = answers.get(operand.name)
-    if answer is None or isinstance(answer, list):
+    if answer is None:
         return None
+    if isinstance(answer, list):
+        return " ".join(answer)  # XPath's value of a multiple choice: the names, space-separated
     if isinstance(answer, bool):
         return "yes" if answer else "no"
     if isinstance(answer, int | float):

@@ -441,13 +441,13 @@ def _compare_errors(node: Compare, earlier: Mapping[str, Item]) -> list[str]:
     if isinstance(left, Literal) and isinstance(right, Literal):
         return ["compares two constants"]
     types = (_side_type(left, earlier), _side_type(right, earlier))
-    if "list" in types:
-        return ["a multiple choice item is tested with selected(), not compared"]
     if node.op in ORDERINGS:
         return [] if types == ("number", "number") else [f"'{node.op}' compares numbers only"]
     for ref, other in ((left, right), (right, left)):
         if isinstance(ref, Ref) and isinstance(other, Literal) and other.value == "":
             return []  # an emptiness test applies to any item
+    if "list" in types:
+        return ["a multiple choice item is tested with selected(), not compared"]
     if types[0] != types[1]:
         return [f"compares a {types[0]} with a {types[1]}"]
     for ref, other in ((left, right), (right, left)):
