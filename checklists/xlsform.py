@@ -130,9 +130,20 @@ def from_xlsform(data: bytes, file_type: str | None = None) -> Checklist:
     lists = _choice_lists(list(workbook.choices or []), problems)
     items: list[Item] = []
     rows: list[int] = []
+    first_row: dict[str, int] = {}
     for row_number, row in enumerate(survey, start=2):
         if not row:
             continue
+        name = row.get("name")
+        if name is not None and name in first_row:
+            problems.append(
+                FormProblem(
+                    "survey", row_number, f"name '{name}' already used on row {first_row[name]}"
+                )
+            )
+            continue
+        if name is not None:
+            first_row[name] = row_number
         item = _item(row, row_number, lists, problems)
         if item is not None:
             items.append(item)
@@ -142,7 +153,7 @@ def from_xlsform(data: bytes, file_type: str | None = None) -> Checklist:
     try:
         checklist = Checklist(tuple(items))
     except InvalidChecklist as exc:
-        by_name = {item.name: row for item, row in zip(items, rows, strict=True)}
+        by_name = {item.name: row for item, row in zip(items, rows, strict=True)}  # unique here
         for error in exc.errors:
             row = None
             if error.item is not None:
@@ -155,7 +166,13 @@ def from_xlsform(data: bytes, file_type: str | None = None) -> Checklist:
     try:
         workbook_to_json(workbook_dict=workbook, warnings=[])
     except PyXFormError as exc:
-        raise InvalidForm([FormProblem(None, None, f"pyxform: {exc}")]) from exc
+        at = re.match(r"\[row : (\d+)\] ", str(exc))
+        problem = (
+            FormProblem("survey", int(at.group(1)), str(exc)[at.end() :])
+            if at
+            else FormProblem(None, None, str(exc))
+        )
+        raise InvalidForm([problem]) from exc
     return checklist
 
 
