@@ -175,7 +175,7 @@ def parse_rule(text: str, start: date, at: time) -> Rule:
         wkst=WEEKDAYS.index(parts.get("WKST", "MO")),
         last_day=_until_day(parts.get("UNTIL"), at),
     )
-    first = rule.next_after(start - timedelta(days=1))
+    first = rule.next_after(start - timedelta(days=1), past_end=True)
     if first is None:
         raise RecurrenceError(
             "rrule", f"the rule has no occurrence within {SCAN_YEARS} years of its start"
@@ -288,7 +288,7 @@ def _count_day(rule: Rule, first: date, count: int) -> date:
     for _ in range(count - 1):
         assert day is not None
         day = rule.next_after(day)
-        if day is None or (day - first).days > SCAN_DAYS:
+        if day is None or (day - rule.start).days > SCAN_DAYS:
             raise RecurrenceError(
                 "rrule", f"COUNT={count} is not reached within {SCAN_YEARS} years of the start"
             )
