@@ -105,7 +105,7 @@ class InvalidForm(ValueError):
 
 
 def from_xlsform(data: bytes, file_type: str | None = None) -> Checklist:
-    """The checklist an XLSForm describes (``file_type`` "xlsx" or "csv"; None: guessed).
+    """The checklist an XLSForm describes (``file_type`` "xlsx" or "csv"; None: by content).
 
     Raises :class:`InvalidForm` listing every problem.
     """
@@ -117,12 +117,19 @@ def from_xlsform(data: bytes, file_type: str | None = None) -> Checklist:
 
     if len(data) > MAX_FORM_BYTES:
         raise InvalidForm([FormProblem(None, None, f"larger than {MAX_FORM_BYTES} bytes")])
-    if file_type not in (None, "xlsx", "csv"):
+    if file_type is None:
+        # An XLSX workbook is a zip archive; anything else is read as CSV (pyxform would also
+        # try the legacy .xls and Markdown readers, which Terrain does not take).
+        file_type = "xlsx" if data.startswith(b"PK\x03\x04") else "csv"
+    if file_type not in ("xlsx", "csv"):
         raise InvalidForm([FormProblem(None, None, "the file type must be xlsx or csv")])
     try:
-        workbook = get_xlsform(data, file_type=f".{file_type}" if file_type else None)
-    except (PyXFormError, ValueError) as exc:
-        raise InvalidForm([FormProblem(None, None, f"not a readable XLSForm: {exc}")]) from exc
+        workbook = get_xlsform(data, file_type=f".{file_type}")
+    except Exception as exc:
+        # A damaged upload fails wherever the readers notice it (zipfile, zlib, openpyxl's XML
+        # parser, the CSV decoder), each with its own exception type: all mean unreadable.
+        reason = f"not a readable {file_type.upper()} XLSForm ({type(exc).__name__}: {exc})"
+        raise InvalidForm([FormProblem(None, None, reason)]) from exc
     survey = list(workbook.survey or [])
     if not survey:
         raise InvalidForm([FormProblem("survey", None, "no survey sheet, or an empty one")])

@@ -285,7 +285,7 @@ def test_pyxform_checks_the_form_as_an_xlsform() -> None:
 def test_files_that_are_no_form() -> None:
     [problem] = problems_of(b"\x00\x01 not a spreadsheet")
     assert (problem.sheet, problem.row) == (None, None)
-    assert problem.reason.startswith("not a readable XLSForm: ")
+    assert problem.reason.startswith("not a readable CSV XLSForm (PyXFormError: ")
     assert problems_of(xlsx([("type", "name", "label")])) == [
         FormProblem("survey", None, "no survey sheet, or an empty one")
     ]
@@ -295,6 +295,26 @@ def test_files_that_are_no_form() -> None:
     assert problems_of(b"", file_type="xls") == [
         FormProblem(None, None, "the file type must be xlsx or csv")
     ]
+
+
+def test_damaged_workbooks_are_refused_not_crashed_on() -> None:
+    good = xlsx(SURVEY, CHOICES)
+    damaged = [good[:cut] for cut in range(0, len(good), 397)]
+    damaged += [good[:at] + bytes([good[at] ^ 0xFF]) + good[at + 1 :] for at in range(4, 4000, 61)]
+    refused = 0
+    for data in damaged:
+        try:
+            checklist = from_xlsform(data)
+        except InvalidForm as exc:
+            refused += 1
+            [problem] = exc.problems
+            assert problem.reason.startswith(
+                ("not a readable XLSX XLSForm (", "not a readable CSV")
+            )
+        else:
+            # A flipped byte in a field the zip format does not check (a timestamp) is harmless.
+            assert checklist == EXPECTED
+    assert refused >= len(damaged) * 3 // 4
 
 
 def test_problems_are_json_friendly() -> None:
