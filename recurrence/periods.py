@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from recurrence.errors import RecurrenceError
-from recurrence.rule import SCAN_DAYS
+from recurrence.rule import FIRST_YEAR, LAST_YEAR, SCAN_DAYS
 from recurrence.schedule import DateListSchedule, Schedule
 
 MAX_PERIODS = 1000
@@ -181,3 +181,5 @@ def _zone(zone: str | ZoneInfo) -> ZoneInfo:
 def _aware(instant: datetime, field: str) -> None:
     if instant.tzinfo is None or instant.utcoffset() is None:
         raise RecurrenceError(field, "must be an aware datetime")
+    if not FIRST_YEAR <= instant.year <= LAST_YEAR:
+        raise RecurrenceError(field, f"must be within the years {FIRST_YEAR} to {LAST_YEAR}")

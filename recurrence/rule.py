@@ -30,6 +30,9 @@ ALLOWED_PARTS = frozenset(
     {"FREQ", "INTERVAL", "BYDAY", "BYMONTHDAY", "BYMONTH", "WKST", "COUNT", "UNTIL"}
 )
 MAX_COUNT = 1000
+# Dates and instants outside these years are refused: scans reach SCAN_DAYS past them.
+FIRST_YEAR = 1970
+LAST_YEAR = 2999
 # The weekday/leap-year pattern repeats every 28 years between century years, so a rule with
 # no occurrence (or no COUNT-th occurrence) in that span is refused, and a search for the next
 # occurrence never looks further.
@@ -277,6 +280,10 @@ def _until_day(value: str | None, at: time) -> date | None:
     if value is None:
         return None
     day = datetime.strptime(value[:8], "%Y%m%d").date()
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise RecurrenceError(
+            "rrule", f"UNTIL must be within the years {FIRST_YEAR} to {LAST_YEAR}"
+        )
     if len(value) == 8:
         return day
     until_time = datetime.strptime(value[9:15], "%H%M%S").time()

@@ -21,7 +21,7 @@ from itertools import pairwise
 from typing import Any
 
 from recurrence.errors import RecurrenceError
-from recurrence.rule import MAX_COUNT, SCAN_DAYS, Rule, parse_rule
+from recurrence.rule import FIRST_YEAR, LAST_YEAR, MAX_COUNT, SCAN_DAYS, Rule, parse_rule
 
 MAX_DATES = MAX_COUNT
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -116,9 +116,12 @@ def _date(value: object, field: str) -> date:
     if not isinstance(value, str):
         raise RecurrenceError(field, "must be a date YYYY-MM-DD")
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise RecurrenceError(field, "must be a date YYYY-MM-DD") from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise RecurrenceError(field, f"must be within the years {FIRST_YEAR} to {LAST_YEAR}")
+    return day
 
 
 def _dates(value: object, window: Window) -> tuple[date, ...]:

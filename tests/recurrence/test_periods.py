@@ -277,6 +277,11 @@ def test_query_limits():
             "must be an aware datetime",
         ),
         (
+            lambda: period_at(daily, PARIS, utc(9999, 12, 31)),
+            "instant",
+            "must be within the years 1970 to 2999",
+        ),
+        (
             lambda: period_at(daily, PARIS, datetime(2027, 1, 1)),
             "instant",
             "must be an aware datetime",

@@ -111,6 +111,8 @@ def test_rrule_prefix_and_case_are_accepted():
             "UNTIL is local to each store: give it without Z (UTC)",
         ),
         ("FREQ=DAILY;UNTIL=2027-04-01", "UNTIL must be a local date or date-time"),
+        ("FREQ=DAILY;UNTIL=00010101T000000", "UNTIL must be within the years 1970 to 2999"),
+        ("FREQ=DAILY;UNTIL=20271340", "not a valid RRULE (invalid 'UNTIL': 20271340)"),
         ("FREQ=DAILY;COUNT=1001", "COUNT is at most 1000"),
         ("FREQ=DAILY;COUNT=0", "COUNT must be a positive integer"),
         ("FREQ=DAILY;INTERVAL=0", "INTERVAL must be a positive integer"),

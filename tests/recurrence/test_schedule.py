@@ -70,6 +70,12 @@ def test_windows_as_long_as_the_gap_are_accepted():
             "FREQ=HOURLY repeats within a day; the shortest period is DAILY",
         ),
         ({**WEEKLY, "start": "2027-02-30"}, "start", "must be a date YYYY-MM-DD"),
+        ({**WEEKLY, "start": "9990-01-01"}, "start", "must be within the years 1970 to 2999"),
+        (
+            {"dates": ["2027-03-01", "1969-12-31"], "time": "08:00", "hours": 1},
+            "dates[1]",
+            "must be within the years 1970 to 2999",
+        ),
         ({k: v for k, v in WEEKLY.items() if k != "start"}, "start", "must be a date YYYY-MM-DD"),
         ({**WEEKLY, "time": "8:00"}, "time", "must be a local time HH:MM"),
         ({**WEEKLY, "time": "24:00"}, "time", "must be a local time HH:MM"),
