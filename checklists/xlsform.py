@@ -33,7 +33,9 @@ row (as pyxform counts them: the header is row 1) and says why.
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +45,8 @@ from checklists.expressions import ExpressionError, parse
 from checklists.model import DEFAULT_TEXT_LENGTH, Checklist, Choice, Item, Kind
 
 MAX_FORM_BYTES = 2_000_000
+# A form of MAX_ITEMS rows is far below this; a zip bomb is far above.
+MAX_UNPACKED_BYTES = 20_000_000
 DEFAULT_DECIMALS = 2
 
 _YES_NO = {"yes": True, "true": True, "true()": True, "no": False, "false": False, "false()": False}
@@ -123,6 +127,9 @@ def from_xlsform(data: bytes, file_type: str | None = None) -> Checklist:
         file_type = "xlsx" if data.startswith(b"PK\x03\x04") else "csv"
     if file_type not in ("xlsx", "csv"):
         raise InvalidForm([FormProblem(None, None, "the file type must be xlsx or csv")])
+    if file_type == "xlsx" and _unpacked_size(data) > MAX_UNPACKED_BYTES:
+        reason = f"unpacks to more than {MAX_UNPACKED_BYTES} bytes"
+        raise InvalidForm([FormProblem(None, None, reason)])
     try:
         workbook = get_xlsform(data, file_type=f".{file_type}")
     except Exception as exc:
@@ -181,6 +188,16 @@ def from_xlsform(data: bytes, file_type: str | None = None) -> Checklist:
         )
         raise InvalidForm([problem]) from exc
     return checklist
+
+
+def _unpacked_size(data: bytes) -> int:
+    """What the workbook's zip members declare; zipfile never reads past a declared size, so
+    this bounds the work of reading it. 0 when the archive is unreadable (the reader says so)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return 0
 
 
 def _choice_lists(

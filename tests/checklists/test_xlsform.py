@@ -6,12 +6,22 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import zipfile
 from collections.abc import Sequence
 
 import openpyxl
 import pytest
 
-from checklists import Checklist, Choice, FormProblem, InvalidForm, Item, Kind, from_xlsform
+from checklists import (
+    Checklist,
+    Choice,
+    FormProblem,
+    InvalidForm,
+    Item,
+    Kind,
+    from_xlsform,
+    xlsform,
+)
 from checklists.xlsform import MAX_FORM_BYTES
 
 Row = Sequence[object]
@@ -295,6 +305,18 @@ def test_files_that_are_no_form() -> None:
     assert problems_of(b"", file_type="xls") == [
         FormProblem(None, None, "the file type must be xlsx or csv")
     ]
+
+
+def test_a_workbook_unpacking_too_large_is_refused_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = xlsx(SURVEY, CHOICES)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        unpacked = sum(member.file_size for member in archive.infolist())
+    monkeypatch.setattr(xlsform, "MAX_UNPACKED_BYTES", unpacked - 1)
+    assert problems_of(data) == [
+        FormProblem(None, None, f"unpacks to more than {unpacked - 1} bytes")
+    ]
+    monkeypatch.setattr(xlsform, "MAX_UNPACKED_BYTES", unpacked)
+    assert from_xlsform(data) == EXPECTED
 
 
 def test_damaged_workbooks_are_refused_not_crashed_on() -> None:
