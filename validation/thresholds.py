@@ -58,21 +58,21 @@ class Thresholds:
 # (validation/structure.py), so checking one photo takes a bounded time whatever it holds.
 
 # libjpeg decodes every scan of a progressive JPEG over the whole frame, whatever the reduced
-# scale asked for: about 45 ms per scan at 48 megapixels, so a file repeating its scans held a
-# CPU for minutes. Encoders write 1 scan (baseline) or libjpeg's standard scripts of 6 (grey),
-# 10 (colour: what phones and cameras write) or 18 (CMYK); 32 leaves room for tuned scripts and
-# keeps the worst case near 1.5 s at the pixel cap.
+# scale asked for, so a file repeating its scans held a CPU for minutes (bench/README.md,
+# "Figures behind design choices"). Encoders write 1 scan (baseline) or libjpeg's standard
+# scripts of 6 (grey), 10 (colour: what phones and cameras write) or 18 (CMYK); 32 leaves room
+# for tuned scripts and bounds the worst case at the pixel cap.
 MAX_JPEG_SCANS = 32
 # Marker segments (tables, metadata, scans) in one JPEG. Camera files have 5 to 30; even a
-# 25 MiB file made of full 64 KiB segments has 400. Pillow reads each one in Python (about
-# 3.5 us), so a file of millions of empty segments took tens of seconds.
+# 25 MiB file made of full 64 KiB segments has 400. Pillow reads each one in Python, so a file
+# of millions of empty segments took tens of seconds.
 MAX_JPEG_SEGMENTS = 1024
 # Bytes before the first scan that belong to no segment (junk, 0xFF fill). Encoders write none;
 # Pillow skips them one byte at a time in Python.
 MAX_JPEG_EXTRANEOUS_BYTES = 1024
-# EXIF (in JPEG and HEIC) and Photoshop (APP13) metadata are parsed entry by entry in Python:
-# a 1 MiB EXIF block took 2 s, 24 MiB 18 s; 24 MiB of Photoshop resources 3.7 s. The Exif
-# standard fits EXIF in one APP1 segment (64 KiB); camera files measure up to 50 KiB.
+# EXIF (in JPEG and HEIC) and Photoshop (APP13) metadata are parsed entry by entry in Python,
+# so the cost follows the block's size. The Exif standard fits EXIF in one APP1 segment
+# (64 KiB); camera files measure up to 50 KiB.
 MAX_PARSED_METADATA_BYTES = 64 * 1024
 # An ICC colour profile: Pillow joins its APP2 chunks (up to 16 MiB) and LittleCMS parses every
 # table in it and builds a transform from them when a copy is made for clients, so the cost
