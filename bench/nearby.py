@@ -48,7 +48,7 @@ BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 WRK_SCRIPT = BENCH / "nearby_wrk.lua"
 
-DATASET_VERSION = 5  # bump when the generator or the tasks' stored columns change: reloaded, not
+DATASET_VERSION = 6  # bump when the generator or the tasks' stored columns change: reloaded, not
 # rewritten in place (a table-wide UPDATE leaves the table and its indexes bloated)
 ORGANIZATIONS = 8  # one campaign each; stores are spread over them round-robin
 

@@ -167,6 +167,7 @@ class Store(Base):
         CheckConstraint("geofence_radius_m BETWEEN 10 AND 1000", name="geofence_radius_range"),
         Index("ix_store_location", "location", postgresql_using="gist"),
         Index("ix_store_organization_id", "organization_id"),
+        _triggers("task_store_of_store"),  # what its tasks keep of it follows a change
     )
 
 
@@ -208,8 +209,13 @@ class Task(Base):
     id: Mapped[uuid.UUID] = _uuid_pk()
     campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
     store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("store.id", ondelete="RESTRICT"))
-    # Copied from the store so the spatial index lives on the table that is searched.
+    # The store's location and what a list of tasks shows of the store, kept by the database
+    # from the store's row (function ``task_store``, migration 0017): the spatial index lives
+    # on the table that is searched, and the list reads no store row.
     location: Mapped[Any] = mapped_column(Geography("POINT", srid=4326, spatial_index=False))
+    store_name: Mapped[str] = mapped_column(String(200))
+    store_address: Mapped[str] = mapped_column(String(500))
+    store_opening_hours: Mapped[str] = mapped_column(String(500))
     # The location as a unit vector (x, y, z): chord distance between unit vectors is
     # monotone in great-circle distance, and the n-D GiST index ranks it exactly, quickly,
     # across the antimeridian and at the poles.
@@ -283,6 +289,7 @@ class Task(Base):
         ),
         # Tasks held by a rejection that may still be reversed (migration 0014).
         Index("ix_task_rejected_ends_at", "ends_at", postgresql_where=text("status = 'rejected'")),
+        _triggers("task_store"),  # the store's columns, from the store's row
     )
 
 

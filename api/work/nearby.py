@@ -2,10 +2,13 @@
 search behind it, which assignments and route suggestions share (``nearest_rows``).
 
 The list item is defined once, by ``NearbyTask``, and built next to it (``_item``) from the
-row the nearby statement returns for each task it keeps, with its campaign, organization and
-store: the statement that ranks the tasks also reads what their items show (one round trip),
-and the answer is encoded once, as bytes, without validating it again per request (a test
-checks that what ``_item`` builds is the model, field for field).
+row the nearby statement returns for each task it keeps, with its campaign and organization:
+the statement that ranks the tasks also reads what their items show (one round trip), and the
+answer is encoded once, as bytes, without validating it again per request (a test checks that
+what ``_item`` builds is the model, field for field). What an item shows of the store is on
+the task itself (``Task.store_name`` and its neighbours, kept by the database): stores are too
+many to stay in memory, and reading one row of theirs per item was most of the statement's
+reads.
 """
 
 from __future__ import annotations
@@ -94,12 +97,18 @@ class NearbyOut(BaseModel):
 
 
 # What the nearby statement reads for each item, in this order, after the exactness figures
-# (and the user's columns): ``_item`` takes them by position.
+# (and the user's columns): ``_item`` takes them by position. The store's fields are the
+# task's copies of them (``_CANDIDATE_COLUMNS``).
 _ITEM_COLUMNS = """
                t.id, t.distance_m, t.campaign_id, t.reward_cents, t.currency, t.ends_at,
                c.purpose, c.onsite_minutes, c.reservation_minutes, o.id, o.name,
-               s.id, s.name, s.address, ST_X(s.location::geometry), ST_Y(s.location::geometry),
-               s.opening_hours"""
+               t.store_id, t.store_name, t.store_address, ST_X(t.location::geometry),
+               ST_Y(t.location::geometry), t.store_opening_hours"""
+
+# The campaign and organization of the tasks kept, for ``_ITEM_COLUMNS``.
+_ITEM_JOINS = """
+    JOIN campaign c ON c.id = t.campaign_id
+    JOIN organization o ON o.id = c.organization_id"""
 
 
 def _item(values: tuple[Any, ...], metres_per_minute: float) -> dict[str, Any]:
@@ -271,7 +280,8 @@ _CANDIDATE_COUNT = "CANDIDATE_COUNT"
 
 _CANDIDATE_COLUMNS = """
     SELECT t.id, t.campaign_id, t.store_id, t.status, t.reserved_until, t.reward_cents,
-           t.currency, t.ends_at,
+           t.currency, t.ends_at, t.store_name, t.store_address, t.store_opening_hours,
+           t.location,
            ST_Distance(t.location, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography)
                AS distance_m,"""
 
@@ -347,7 +357,8 @@ def _nearest_statement(candidates: str, *, with_user: bool) -> _Statement:
 
 def _answer_statement(candidates: str, *, with_user: bool) -> _Statement:
     """The exactness figures, and the tasks within the radius that made the cut, nearest first,
-    each with what its item shows (``_ITEM_COLUMNS``); one row with NULLs when none did."""
+    each with what its item shows (``_ITEM_COLUMNS``: no store row is read); one row with NULLs
+    when none did."""
     return _compiled(
         f"""
         WITH candidate AS MATERIALIZED ({candidates}),
@@ -357,7 +368,7 @@ def _answer_statement(candidates: str, *, with_user: bool) -> _Statement:
             ORDER BY distance_m, id LIMIT :limit)
         SELECT seen.seen, seen.farthest_reach,{_USER_COLUMNS if with_user else ""}{_ITEM_COLUMNS}
         FROM seen{_USER_JOIN if with_user else ""}
-        LEFT JOIN (kept t{DETAIL_JOINS.rstrip()}) ON true
+        LEFT JOIN (kept t{_ITEM_JOINS}) ON true
         ORDER BY t.distance_m, t.id
         """
     )

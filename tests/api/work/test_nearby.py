@@ -435,25 +435,89 @@ async def test_the_items_the_database_builds_are_the_model_field_for_field(app, 
     assert [p["name"] for p in operation["parameters"]] == ["lat", "lon", "radius_m", "limit"]
 
 
-async def test_renaming_an_organization_writes_none_of_its_tasks(http, factory, db):
-    """What a list shows of the organization, campaign and store is read with the list: their
-    changes leave the tasks' rows as they are."""
+async def test_a_store_change_writes_its_tasks_and_no_other_change_does(http, factory, db):
+    """What a list shows of the organization and campaign is read with the list: their changes
+    leave the tasks' rows as they are. What it shows of the store is kept on its tasks: a
+    change to the store rewrites exactly that store's tasks, with the store's new data."""
     client = await factory.account(Role.client)
     worker = await factory.account(Role.worker)
-    stores = await factory.stores_at(client.organization_id, [(48.857, 2.353), (48.858, 2.351)])
+    stores = await factory.stores_at(
+        client.organization_id, [(48.857, 2.353), (48.858, 2.351), (48.856, 2.352)]
+    )
     campaign_id, task_ids = await factory.campaign(client, stores)
+    _, other_tasks = await factory.campaign(client, stores[:1])
+    every_task = [*task_ids, *other_tasks]
     versions = "SELECT id, xmin::text FROM task WHERE id = ANY($1) ORDER BY id"
-    before = await db.fetch(versions, task_ids)
+    before = dict(await db.fetch(versions, every_task))
     await db.execute(
         "UPDATE organization SET name = 'Maison Verte' WHERE id = $1", client.organization_id
     )
     await db.execute("UPDATE campaign SET purpose = 'Count the facings' WHERE id = $1", campaign_id)
-    await db.execute("UPDATE store SET name = 'Le Coin' WHERE id = ANY($1)", stores)
-    assert await db.fetch(versions, task_ids) == before
-    items = (await _entries(http, worker)).values()
-    assert {(i["client"]["name"], i["purpose"], i["store"]["name"]) for i in items} == {
-        ("Maison Verte", "Count the facings", "Le Coin")
+    # Set to what it was: nothing the tasks keep changed.
+    await db.execute("UPDATE store SET name = name, location = location WHERE id = ANY($1)", stores)
+    assert dict(await db.fetch(versions, every_task)) == before
+
+    moved = stores[0]
+    await db.execute(
+        "UPDATE store SET name = 'Le Coin', address = '3 rue Vieille du Temple',"
+        " opening_hours = 'Mo-Sa 08:00-20:00',"
+        " location = ST_SetSRID(ST_MakePoint(2.3545, 48.8575), 4326)::geography WHERE id = $1",
+        moved,
+    )
+    after = dict(await db.fetch(versions, every_task))
+    of_store = dict(await db.fetch("SELECT id, store_id FROM task WHERE id = ANY($1)", every_task))
+    assert {t for t in every_task if after[t] != before[t]} == {
+        t for t in every_task if of_store[t] == moved
     }
+    assert len([t for t in every_task if of_store[t] == moved]) == 2
+    kept = await db.fetch(
+        "SELECT t.store_id, t.store_name, t.store_address, t.store_opening_hours,"
+        " ST_AsText(t.location) AS place, s.name, s.address, s.opening_hours,"
+        " ST_AsText(s.location) AS store_place"
+        " FROM task t JOIN store s ON s.id = t.store_id WHERE t.id = ANY($1)",
+        every_task,
+    )
+    assert len(kept) == 4
+    for row in kept:
+        assert (row["store_name"], row["store_address"], row["store_opening_hours"]) == (
+            row["name"],
+            row["address"],
+            row["opening_hours"],
+        )
+        assert row["place"] == row["store_place"]
+    assert {
+        (r["store_name"], r["store_address"], r["store_opening_hours"], r["place"])
+        for r in kept
+        if r["store_id"] == moved
+    } == {("Le Coin", "3 rue Vieille du Temple", "Mo-Sa 08:00-20:00", "POINT(2.3545 48.8575)")}
+
+    # The list shows the new names and the store's new place and data.
+    entries = await _entries(http, worker)
+    shown = {
+        t: (
+            entries[str(t)]["client"]["name"],
+            entries[str(t)]["purpose"],
+            entries[str(t)]["store"]["name"],
+            entries[str(t)]["store"]["address"],
+            entries[str(t)]["store"]["opening_hours"],
+            entries[str(t)]["store"]["location"]["coordinates"],
+        )
+        for t in every_task
+    }
+    moved_entry = ("Le Coin", "3 rue Vieille du Temple", "Mo-Sa 08:00-20:00", [2.3545, 48.8575])
+    (at_moved,) = [t for t in task_ids if of_store[t] == moved]
+    (at_second,) = [t for t in task_ids if of_store[t] == stores[1]]
+    assert shown[at_moved] == ("Maison Verte", "Count the facings", *moved_entry)
+    assert shown[other_tasks[0]][2:] == moved_entry
+    assert shown[other_tasks[0]][1] != "Count the facings"
+    assert shown[at_second] == (
+        "Maison Verte",
+        "Count the facings",
+        "Store 2",
+        "",
+        "24/7",
+        [2.351, 48.858],
+    )
 
 
 def _expired_token(account_id: uuid.UUID, secret: str) -> str:
