@@ -33,9 +33,9 @@ MAX_COUNT = 1000
 # Dates and instants outside these years are refused: scans reach SCAN_DAYS past them.
 FIRST_YEAR = 1970
 LAST_YEAR = 2999
-# The weekday/leap-year pattern repeats every 28 years between century years, so a rule with
-# no occurrence (or no COUNT-th occurrence) in that span is refused, and a search for the next
-# occurrence never looks further.
+# 28 years: the cycle of weekdays and leap years between century years. A rule with no
+# occurrence (or no COUNT-th occurrence) within that span of its start is refused, and a
+# search for a next or previous occurrence never looks further.
 SCAN_YEARS = 28
 SCAN_DAYS = 10_227
 
@@ -73,12 +73,9 @@ class Rule:
                 return False
             if self.nth_weekdays:
                 weekday = day.weekday()
-                from_start = (day.day - 1) // 7 + 1
-                from_end = -((length - day.day) // 7 + 1)
-                if (weekday, from_start) not in self.nth_weekdays and (
-                    weekday,
-                    from_end,
-                ) not in self.nth_weekdays:
+                from_start = (weekday, (day.day - 1) // 7 + 1)
+                from_end = (weekday, -((length - day.day) // 7 + 1))
+                if from_start not in self.nth_weekdays and from_end not in self.nth_weekdays:
                     return False
         return self._in_phase(day)
 
