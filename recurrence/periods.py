@@ -65,7 +65,7 @@ def periods(
     _aware(end, "end")
     if end <= start:
         return []
-    if (end - start).days >= MAX_HORIZON_DAYS:
+    if end - start > timedelta(days=MAX_HORIZON_DAYS):
         raise RecurrenceError("horizon", f"at most {MAX_HORIZON_DAYS} days")
     limit = min(limit, MAX_PERIODS)
     first = start.astimezone(tz).date() - _SLACK

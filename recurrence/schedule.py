@@ -24,6 +24,8 @@ from recurrence.errors import RecurrenceError
 from recurrence.rule import FIRST_YEAR, LAST_YEAR, MAX_COUNT, SCAN_DAYS, Rule, parse_rule
 
 MAX_DATES = MAX_COUNT
+# A period longer than a year would be better served by until_next.
+MAX_HOURS = 366 * 24
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _FIELDS = frozenset({"rrule", "start", "dates", "time", "hours", "until_next"})
 
@@ -109,6 +111,8 @@ def _window(data: Mapping[str, Any]) -> Window:
         return Window(at=at, hours=None)
     if not isinstance(hours, int) or isinstance(hours, bool) or hours < 1:
         raise RecurrenceError("hours", "must be a positive integer")
+    if hours > MAX_HOURS:
+        raise RecurrenceError("hours", f"at most {MAX_HOURS}")
     return Window(at=at, hours=hours)
 
 

@@ -291,5 +291,10 @@ def test_query_limits():
         with pytest.raises(RecurrenceError) as caught:
             call()
         assert caught.value.as_dict() == {"field": field, "reason": reason}
+    monthly = rule("FREQ=MONTHLY;BYMONTHDAY=1", "2027-01-01", "08:00", hours=1)
+    ten_years = periods(monthly, PARIS, utc(2027, 1, 1), utc(2027, 1, 1) + timedelta(days=3660))
+    assert (len(ten_years), ten_years[-1].key) == (121, "2037-01-01")
+    with pytest.raises(RecurrenceError):
+        periods(monthly, PARIS, utc(2027, 1, 1), utc(2027, 1, 1) + timedelta(days=3660, hours=1))
     assert periods(daily, PARIS, utc(2027, 1, 2), utc(2027, 1, 1)) == []
     assert periods(daily, PARIS, utc(2027, 1, 1), utc(2027, 1, 1) + timedelta(hours=6)) == []

@@ -86,6 +86,11 @@ def test_windows_as_long_as_the_gap_are_accepted():
             "give exactly one of hours and until_next",
         ),
         ({**WEEKLY, "hours": 0}, "hours", "must be a positive integer"),
+        (
+            {"dates": ["2027-03-01"], "time": "08:00", "hours": 8785},
+            "hours",
+            "at most 8784",
+        ),
         ({**WEEKLY, "hours": 1.5}, "hours", "must be a positive integer"),
         ({**WEEKLY, "hours": True}, "hours", "must be a positive integer"),
         ({**WEEKLY, "hours": None, "until_next": False}, "until_next", "must be true when given"),
