@@ -95,6 +95,11 @@ def latest_period(schedule: Schedule, zone: str | ZoneInfo, now: datetime) -> Pe
     return started[-1] if started else None
 
 
+def previous_period(schedule: Schedule, zone: str | ZoneInfo, period: Period) -> Period | None:
+    """The period just before ``period`` (last week for this week), or None for the first."""
+    return latest_period(schedule, zone, period.start - timedelta(microseconds=1))
+
+
 def _around(schedule: Schedule, tz: ZoneInfo, instant: datetime) -> list[Period]:
     """Periods from the last occurrence at least _SLACK before ``instant``'s local date (or,
     for fixed windows, from as far back as a window reaches) to just after it."""

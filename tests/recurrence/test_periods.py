@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from recurrence.errors import RecurrenceError
-from recurrence.periods import Period, latest_period, period_at, periods
+from recurrence.periods import Period, latest_period, period_at, periods, previous_period
 from recurrence.schedule import parse_schedule
 
 PARIS = "Europe/Paris"  # CET +1 / CEST +2; 2027 changes: 03-28 02:00 -> 03:00, 10-31 03:00 -> 02:00
@@ -298,3 +298,19 @@ def test_query_limits():
         periods(monthly, PARIS, utc(2027, 1, 1), utc(2027, 1, 1) + timedelta(days=3660, hours=1))
     assert periods(daily, PARIS, utc(2027, 1, 2), utc(2027, 1, 1)) == []
     assert periods(daily, PARIS, utc(2027, 1, 1), utc(2027, 1, 1) + timedelta(hours=6)) == []
+
+
+def test_previous_period_is_last_week_for_this_week():
+    this_week = period_at(MONDAYS, PARIS, utc(2027, 4, 1, 12))
+    assert this_week is not None
+    assert previous_period(MONDAYS, PARIS, this_week) == Period(
+        "2027-03-22", utc(2027, 3, 22, 7), utc(2027, 3, 29, 6)
+    )
+    twelve = rule("FREQ=MONTHLY;BYDAY=1MO", "2027-01-01", "08:00", hours=12)
+    march = periods(twelve, PARIS, utc(2027, 3, 1), utc(2027, 3, 2))[0]
+    assert previous_period(twelve, PARIS, march) == Period(
+        "2027-02-01", utc(2027, 2, 1, 7), utc(2027, 2, 1, 19)
+    )
+    first = periods(twelve, PARIS, utc(2027, 1, 1), utc(2027, 2, 1))[0]
+    assert first.key == "2027-01-04"
+    assert previous_period(twelve, PARIS, first) is None

@@ -8,7 +8,7 @@ from itertools import pairwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recurrence.periods import latest_period, period_at, periods
+from recurrence.periods import latest_period, period_at, periods, previous_period
 from recurrence.schedule import parse_schedule
 
 ZONES = (
@@ -79,6 +79,7 @@ def test_periods_are_ordered_disjoint_and_found_again(case):
         assert latest_period(schedule, zone, last_moment) == period
     for earlier, later in pairwise(found):
         assert earlier.end <= later.start
+        assert previous_period(schedule, zone, later) == earlier
         assert earlier.key < later.key
     if schedule.window.hours is None:
         assert all(a.end == b.start for a, b in pairwise(found))
