@@ -29,7 +29,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.util import greenlet_spawn
 
 from api.core.deps import (
     BearerToken,
@@ -251,11 +250,9 @@ nearby_worker.even_suspended = _WORKER.even_suspended  # type: ignore[attr-defin
 async def _connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
     """A connection of the app's pool, outside any transaction: each statement sees its own
     snapshot, as GET requests' sessions do."""
-    pooled = await request.app.state.engine.raw_connection()
-    try:
+    async with request.app.state.engine.connect() as connection:
+        pooled = await connection.get_raw_connection()
         yield cast(asyncpg.Connection, pooled.driver_connection)
-    finally:
-        await greenlet_spawn(pooled.close)  # checked in as the engine's connections are
 
 
 # --- the search ---------------------------------------------------------------------------------
