@@ -314,15 +314,20 @@ async def list_areas_route(worker: CurrentWorker, session: SessionDep) -> list[A
     return await list_areas(session, worker=worker)
 
 
-@router.delete("/v1/me/alert-areas/{area_id}", status_code=204)
-async def delete_area_route(area_id: uuid.UUID, worker: CurrentWorker, session: SessionDep) -> None:
+async def delete_area(session: AsyncSession, *, area_id: uuid.UUID, worker_id: uuid.UUID) -> None:
+    """Deletes one of the worker's alert areas; 404 when they have no such area."""
     deleted = await session.execute(
         delete(AlertArea)
-        .where(AlertArea.id == area_id, AlertArea.worker_id == worker.id)
+        .where(AlertArea.id == area_id, AlertArea.worker_id == worker_id)
         .returning(AlertArea.id)
     )
     if deleted.first() is None:
         raise NotFound("No such alert area.", code="alert_area_not_found")
+
+
+@router.delete("/v1/me/alert-areas/{area_id}", status_code=204)
+async def delete_area_route(area_id: uuid.UUID, worker: CurrentWorker, session: SessionDep) -> None:
+    await delete_area(session, area_id=area_id, worker_id=worker.id)
 
 
 @router.get("/v1/me/alerts")

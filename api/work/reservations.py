@@ -316,18 +316,25 @@ async def reserve_route(
     )
 
 
+async def active_reservations(session: AsyncSession, worker_id: uuid.UUID) -> list[Reservation]:
+    """The worker's reservations still running, soonest expiry first."""
+    return list(
+        await session.scalars(
+            select(Reservation)
+            .where(
+                Reservation.worker_id == worker_id,
+                Reservation.state == ReservationState.active,
+                Reservation.expires_at > func.now(),
+            )
+            .order_by(Reservation.expires_at)
+        )
+    )
+
+
 @router.get("/v1/me/reservations")
 async def my_reservations_route(worker: CurrentWorker, session: SessionDep) -> ReservationList:
     """Your active reservations, soonest expiry first."""
-    reservations = await session.scalars(
-        select(Reservation)
-        .where(
-            Reservation.worker_id == worker.id,
-            Reservation.state == ReservationState.active,
-            Reservation.expires_at > func.now(),
-        )
-        .order_by(Reservation.expires_at)
-    )
+    reservations = await active_reservations(session, worker.id)
     return ReservationList(items=[await reservation_out(session, r) for r in reservations])
 
 
