@@ -2,9 +2,12 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
-COPY pyproject.toml README.md alembic.ini requirements.lock ./
+COPY pyproject.toml README.md LICENSE alembic.ini requirements.lock ./
 COPY api ./api
+COPY checklists ./checklists
 COPY geo ./geo
+COPY recurrence ./recurrence
+COPY sim ./sim
 COPY storage ./storage
 COPY validation ./validation
 RUN pip install -c requirements.lock . && useradd --system --no-create-home terrain
