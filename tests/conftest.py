@@ -499,7 +499,6 @@ class Factory:
                 [
                     Task.campaign_id,
                     Task.store_id,
-                    Task.location,
                     Task.reward_cents,
                     Task.currency,
                     Task.status,
@@ -509,7 +508,6 @@ class Factory:
                 select(
                     literal(campaign_id, Task.campaign_id.type),
                     Store.id,
-                    Store.location,
                     literal(reward_cents),
                     literal("EUR"),
                     literal(TaskStatus.open, Task.status.type),

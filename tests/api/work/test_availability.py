@@ -14,7 +14,6 @@ from api.core.models import (
     Campaign,
     CampaignStatus,
     Role,
-    Store,
     Task,
     TaskStatus,
 )
@@ -79,7 +78,6 @@ async def _arrange(app: Any, factory: Any, session: Any) -> dict[Any, tuple[str,
                 .values(
                     campaign_id=campaigns[campaign],
                     store_id=store_id,
-                    location=select(Store.location).where(Store.id == store_id).scalar_subquery(),
                     reward_cents=600,
                     currency="EUR",
                     status=TaskStatus(status),
