@@ -24,4 +24,4 @@ def test_the_rate_is_the_reward_over_the_minutes_rounded_half_to_even():
 
 def test_the_ranking_uses_the_unrounded_rate():
     assert hourly_rate_cents(3, 8, 0.0) == 22.5
-    assert hourly_rate_cents(600, 15, 7.2) == 600 * 60 / 22.2
+    assert hourly_rate_cents(1, 8, 0.0) == 7.5
