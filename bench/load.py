@@ -64,6 +64,7 @@ from bench.nearby import (  # noqa: E402
     _recreate_database,
     start_server,
 )
+from bench.seeding import insert_photo_checklists  # noqa: E402
 from tests.validation.photos import encode, phone_exif, point_at, scene, with_segment  # noqa: E402
 
 PARIS = (48.8566, 2.3522)
@@ -140,6 +141,7 @@ async def prepare(
             now + timedelta(days=7),
             client,
         )
+        await insert_photo_checklists(conn, min_photos=1, max_photos=3)
         rows = await conn.fetch(
             "WITH s AS (INSERT INTO store (organization_id, name, address, location, "
             "geofence_radius_m, timezone, opening_hours) SELECT $1, 'Shop ' || i, "
@@ -147,7 +149,8 @@ async def prepare(
             "'Europe/Paris', '24/7' FROM unnest($2::float8[], $3::float8[]) "
             "WITH ORDINALITY AS p(lat, lon, i) RETURNING id, location) "
             "INSERT INTO task (campaign_id, store_id, location, reward_cents, currency, status, "
-            "starts_at, ends_at) SELECT $4, s.id, s.location, 800, 'EUR', 'open', $5, $6 FROM s "
+            "starts_at, ends_at, checklist_version) "
+            "SELECT $4, s.id, s.location, 800, 'EUR', 'open', $5, $6, 1 FROM s "
             "RETURNING id, ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lon",
             organization,
             [p[0] for p in points],

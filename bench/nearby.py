@@ -44,6 +44,10 @@ from typing import Any
 import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.seeding import insert_photo_checklists  # noqa: E402
+
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 WRK_SCRIPT = BENCH / "nearby_wrk.lua"
@@ -245,8 +249,8 @@ _LOAD = [
     """,
     """
     INSERT INTO task (campaign_id, store_id, location, reward_cents, currency, status,
-                      starts_at, ends_at)
-    SELECT c.id, s.id, s.location, c.reward_cents, c.currency, 'open', c.starts_at, c.ends_at
+                      starts_at, ends_at, checklist_version)
+    SELECT c.id, s.id, s.location, c.reward_cents, c.currency, 'open', c.starts_at, c.ends_at, 1
     FROM store s JOIN campaign c ON c.organization_id = s.organization_id
     ORDER BY {task_order}
     """,
@@ -277,6 +281,8 @@ async def load(server: str, database: str, dataset: Dataset) -> None:
             for statement in _LOAD:
                 statement = statement.format(**_ORDER[dataset.layout])
                 await conn.execute(statement, *([ORGANIZATIONS] if "$1" in statement else []))
+                if statement.lstrip().startswith("INSERT INTO campaign"):
+                    await insert_photo_checklists(conn, min_photos=2, max_photos=6)
         await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()

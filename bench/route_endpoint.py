@@ -29,6 +29,7 @@ from api.main import create_app  # noqa: E402
 from api.work.tours import RouteRequest, build_problem, travel_model  # noqa: E402
 from bench import record  # noqa: E402
 from bench.orienteering.city import generate  # noqa: E402
+from bench.seeding import insert_photo_checklists  # noqa: E402
 from geo.routing import solve  # noqa: E402
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -83,9 +84,11 @@ async def prepare(database: str, shops: int) -> tuple[float, float]:
             now + timedelta(days=2),
             client,
         )
+        await insert_photo_checklists(connection, min_photos=1, max_photos=3)
         await connection.execute(
             "INSERT INTO task (campaign_id, store_id, location, reward_cents, currency, status, "
-            "starts_at, ends_at) SELECT $1, id, location, $2, 'EUR', 'open', $3, $4 "
+            "starts_at, ends_at, checklist_version) SELECT $1, id, location, $2, 'EUR', 'open', "
+            "$3, $4, 1 "
             "FROM store WHERE id = $5",
             campaign,
             shop.reward_cents,

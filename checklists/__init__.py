@@ -17,7 +17,7 @@ from checklists.answers import validate_answers
 from checklists.errors import ChecklistError, ChecklistProblems, InvalidAnswers, InvalidChecklist
 from checklists.estimate import estimated_minutes
 from checklists.expressions import AnswerValue, Expr, ExpressionError, evaluate, parse, references
-from checklists.model import Checklist, Choice, Item, Kind, checklist_errors
+from checklists.model import Checklist, Choice, Item, Kind, checklist_errors, photo_checklist
 from checklists.xlsform import FormProblem, InvalidForm, from_xlsform
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "evaluate",
     "from_xlsform",
     "parse",
+    "photo_checklist",
     "references",
     "validate_answers",
 ]

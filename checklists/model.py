@@ -456,3 +456,19 @@ def _compare_errors(node: Compare, earlier: Mapping[str, Item]) -> list[str]:
             if allowed is not None and other.value not in allowed:
                 return [f"'{other.value}' is not a possible answer of '{ref.name}'"]
     return []
+
+
+def photo_checklist(min_photos: int, max_photos: int) -> Checklist:
+    """The checklist of a campaign that asks for photos only: one required slot, "Photos"."""
+    return Checklist(
+        (
+            Item(
+                kind=Kind.PHOTO,
+                name="photos",
+                label="Photos",
+                required=True,
+                min_photos=min_photos,
+                max_photos=max_photos,
+            ),
+        )
+    )

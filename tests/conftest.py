@@ -37,6 +37,7 @@ from api.core.db import Base
 from api.core.models import (
     Campaign,
     CampaignStatus,
+    ChecklistVersion,
     Organization,
     Role,
     Store,
@@ -54,6 +55,7 @@ from api.core.settings import (
     WorkSettings,
 )
 from api.main import create_app
+from checklists import estimated_minutes, photo_checklist
 from tests.shared_data import pytest_terminal_summary  # noqa: F401  (the skipped-data summary)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -492,6 +494,18 @@ class Factory:
                 .returning(Campaign.id)
             )
         )
+        checklist = photo_checklist(1, 3)
+        await self.db.execute(
+            *compiled(
+                insert(ChecklistVersion).values(
+                    campaign_id=campaign_id,
+                    version=1,
+                    definition=checklist.to_dict(),
+                    estimated_minutes=estimated_minutes(checklist),
+                    created_by=client.id,
+                )
+            )
+        )
         stores = unnest(store_ids, names=("store_id",), type_=Store.id.type)
         tasks = (
             insert(Task)
@@ -504,6 +518,7 @@ class Factory:
                     Task.status,
                     Task.starts_at,
                     Task.ends_at,
+                    Task.checklist_version,
                 ],
                 select(
                     literal(campaign_id, Task.campaign_id.type),
@@ -513,6 +528,7 @@ class Factory:
                     literal(TaskStatus.open, Task.status.type),
                     literal(starts_at, Task.starts_at.type),
                     literal(ends_at, Task.ends_at.type),
+                    literal(1),
                 )
                 .join_from(stores, Store, Store.id == stores.c.store_id)
                 .order_by(stores.c.i),

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import func, insert, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.clients.stores import bbox_filter, parse_bbox
@@ -18,12 +18,29 @@ from api.core import audit
 from api.core.deps import CurrentClient, SessionDep, SettingsDep
 from api.core.errors import Invalid, NotFound
 from api.core.idempotency import IdempotencyKeyHeader, idempotent
-from api.core.models import Campaign, CampaignStatus, Store, Task, TaskStatus, User
+from api.core.models import (
+    Campaign,
+    CampaignStatus,
+    ChecklistVersion,
+    Store,
+    Task,
+    TaskStatus,
+    User,
+)
 from api.core.schemas import ERROR_RESPONSES, RequestBody, trimmed_min, valid_polygon
 from api.core.settings import WorkSettings
 from api.work.alerts import raise_alerts
 from api.work.availability import effective_status, unclaimed
+from api.work.checklists import (
+    CHECKLIST_DESCRIPTION,
+    ChecklistOut,
+    add_version,
+    checklist_out,
+    parse_checklist,
+    photo_bounds,
+)
 from api.work.pay import estimated_hourly_rate_cents
+from checklists import Checklist, estimated_minutes, photo_checklist
 
 router = APIRouter(tags=["campaigns"], responses=ERROR_RESPONSES)
 
@@ -66,11 +83,30 @@ class CampaignIn(RequestBody):
         description="Why the photos are needed; shown to workers",
     )
     instructions: str = Field("", max_length=5000)
-    min_photos: int = Field(1, ge=1, le=20)
-    max_photos: int = Field(3, ge=1, le=20)
+    checklist: dict[str, Any] | None = Field(
+        None, description=f"{CHECKLIST_DESCRIPTION} Default: one slot of min_photos to max_photos"
+    )
+    min_photos: int | None = Field(
+        None, ge=1, le=20, description="Without a checklist: at least this many photos (1)"
+    )
+    max_photos: int | None = Field(
+        None, ge=1, le=20, description="Without a checklist: at most this many photos (3)"
+    )
     reward_cents: int = Field(ge=1, le=1_000_000, description="Reward per task, integer cents")
+    incomplete_reward_cents: int = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description='What a "couldn\'t complete" outcome pays (with its evidence), at most the '
+        "reward",
+    )
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")
-    onsite_minutes: int = Field(ge=1, le=480, description="Estimated time in the store")
+    onsite_minutes: int | None = Field(
+        None,
+        ge=1,
+        le=480,
+        description="Time in the store; at least the checklist's estimate, which is the default",
+    )
     reservation_minutes: int = Field(120, ge=10, le=24 * 60)
     starts_at: AwareDatetime | None = Field(None, description="Default: now")
     ends_at: AwareDatetime
@@ -78,8 +114,14 @@ class CampaignIn(RequestBody):
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignIn:
-        if self.min_photos > self.max_photos:
+        if self.checklist is not None and (
+            self.min_photos is not None or self.max_photos is not None
+        ):
+            raise ValueError("give a checklist or min_photos/max_photos, not both")
+        if (self.min_photos or 1) > (self.max_photos or 3):
             raise ValueError("min_photos must not exceed max_photos")
+        if self.incomplete_reward_cents > self.reward_cents:
+            raise ValueError("incomplete_reward_cents must not exceed reward_cents")
         starts_at = self.starts_at or datetime.now(UTC)
         if self.ends_at <= starts_at:
             raise ValueError("ends_at must be after starts_at")
@@ -100,7 +142,9 @@ class CampaignOut(BaseModel):
     currency: str
     onsite_minutes: int
     reservation_minutes: int
+    incomplete_reward_cents: int
     hourly_rate_cents: int = Field(description="Reward per hour of on-site time")
+    checklist: ChecklistOut = Field(description="The version tasks created from now on follow")
     starts_at: datetime
     ends_at: datetime
     status: CampaignStatus
@@ -180,27 +224,53 @@ async def _targeted_store_filter(
     return func.ST_Covers(polygon, func.geometry(Store.location))
 
 
+def onsite_minutes_for(checklist: Checklist, declared: int | None) -> int:
+    """The on-site minutes a campaign pays for: the declared ones, never fewer than the
+    checklist's estimate (``checklists.estimate``); the estimate when none are declared."""
+    estimate = estimated_minutes(checklist)
+    if declared is None:
+        return estimate
+    if declared < estimate:
+        raise Invalid(
+            f"The checklist takes an estimated {estimate} minutes on site; {declared} were "
+            "given. Declare at least the estimate, or leave onsite_minutes out to use it.",
+            code="onsite_below_estimate",
+            estimated_minutes=estimate,
+            onsite_minutes=declared,
+        )
+    return declared
+
+
 async def create_campaign(
     session: AsyncSession, *, client: User, body: CampaignIn, work: WorkSettings
 ) -> CampaignOut:
     assert client.organization_id is not None
+    checklist = (
+        parse_checklist(body.checklist)
+        if body.checklist is not None
+        else photo_checklist(body.min_photos or 1, body.max_photos or 3)
+    )
+    onsite_minutes = onsite_minutes_for(checklist, body.onsite_minutes)
     check_pay_floor(
         work,
         reward_cents=body.reward_cents,
-        onsite_minutes=body.onsite_minutes,
+        onsite_minutes=onsite_minutes,
         currency=body.currency,
     )
+    min_photos, max_photos = photo_bounds(checklist)
     campaign = Campaign(
         organization_id=client.organization_id,
         name=body.name,
         purpose=body.purpose,
         instructions=body.instructions,
-        min_photos=body.min_photos,
-        max_photos=body.max_photos,
+        min_photos=min_photos,
+        max_photos=max_photos,
         reward_cents=body.reward_cents,
+        incomplete_reward_cents=body.incomplete_reward_cents,
         currency=body.currency,
-        onsite_minutes=body.onsite_minutes,
+        onsite_minutes=onsite_minutes,
         reservation_minutes=body.reservation_minutes,
+        checklist_version=1,
         starts_at=body.starts_at or datetime.now(UTC),
         ends_at=body.ends_at,
         status=CampaignStatus.active,
@@ -208,6 +278,9 @@ async def create_campaign(
     )
     session.add(campaign)
     await session.flush()
+    await add_version(
+        session, campaign_id=campaign.id, version=1, checklist=checklist, created_by=client.id
+    )
     # The task's place and what it shows of its store are the store's, copied by the database
     # (trigger task_store, migration 0017): not restated here.
     stores = select(
@@ -218,6 +291,7 @@ async def create_campaign(
         literal(TaskStatus.open.value).cast(Task.status.type),
         literal(campaign.starts_at),
         literal(campaign.ends_at),
+        literal(campaign.checklist_version),
     ).where(
         Store.organization_id == client.organization_id,
         await _targeted_store_filter(session, client.organization_id, body.target),
@@ -233,6 +307,7 @@ async def create_campaign(
                 "status",
                 "starts_at",
                 "ends_at",
+                "checklist_version",
             ],
             stores,
         )
@@ -271,7 +346,31 @@ async def _task_counts(
     return counts
 
 
-def _campaign_out(campaign: Campaign, counts: dict[TaskStatus, int]) -> CampaignOut:
+async def _current_checklists(
+    session: AsyncSession, campaigns: list[Campaign]
+) -> dict[uuid.UUID, ChecklistOut]:
+    if not campaigns:
+        return {}
+    rows = await session.execute(
+        select(
+            ChecklistVersion.campaign_id,
+            ChecklistVersion.version,
+            ChecklistVersion.estimated_minutes,
+            ChecklistVersion.definition,
+        ).where(
+            tuple_(ChecklistVersion.campaign_id, ChecklistVersion.version).in_(
+                [(c.id, c.checklist_version) for c in campaigns]
+            )
+        )
+    )
+    return {
+        r.campaign_id: checklist_out(r.version, r.estimated_minutes, r.definition) for r in rows
+    }
+
+
+def _campaign_out(
+    campaign: Campaign, counts: dict[TaskStatus, int], checklist: ChecklistOut
+) -> CampaignOut:
     return CampaignOut(
         id=campaign.id,
         organization_id=campaign.organization_id,
@@ -284,6 +383,8 @@ def _campaign_out(campaign: Campaign, counts: dict[TaskStatus, int]) -> Campaign
         currency=campaign.currency,
         onsite_minutes=campaign.onsite_minutes,
         reservation_minutes=campaign.reservation_minutes,
+        incomplete_reward_cents=campaign.incomplete_reward_cents,
+        checklist=checklist,
         # The rate shown, rounded to a cent; the pay floor compares exactly.
         hourly_rate_cents=estimated_hourly_rate_cents(
             campaign.reward_cents, campaign.onsite_minutes, 0
@@ -309,7 +410,8 @@ async def get_campaign(
 ) -> CampaignOut:
     campaign = await own_campaign(session, client=client, campaign_id=campaign_id)
     counts = await _task_counts(session, [campaign.id])
-    return _campaign_out(campaign, counts[campaign.id])
+    checklists = await _current_checklists(session, [campaign])
+    return _campaign_out(campaign, counts[campaign.id], checklists[campaign.id])
 
 
 async def list_campaigns(
@@ -321,8 +423,9 @@ async def list_campaigns(
     campaigns = list(await session.scalars(query.order_by(Campaign.id).limit(limit + 1)))
     page = campaigns[:limit]
     counts = await _task_counts(session, [c.id for c in page])
+    checklists = await _current_checklists(session, page)
     return CampaignPage(
-        items=[_campaign_out(c, counts[c.id]) for c in page],
+        items=[_campaign_out(c, counts[c.id], checklists[c.id]) for c in page],
         next_cursor=str(page[-1].id) if len(campaigns) > limit else None,
     )
 

@@ -60,6 +60,11 @@ class StoreIn(RequestBody):
     footprint: dict[str, Any] | None = Field(
         None, description="Optional GeoJSON Polygon of the building, containing lat/lon"
     )
+    instructions: str = Field(
+        "",
+        max_length=1000,
+        description="Shown on the store's tasks: aisle, entrance, whom to ask",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -107,6 +112,7 @@ class StoreOut(BaseModel):
     footprint: dict[str, Any] | None
     timezone: str
     opening_hours: str
+    instructions: str
     created_at: datetime
 
 
@@ -127,6 +133,7 @@ def store_row_values(organization_id: uuid.UUID, store: StoreIn) -> dict[str, An
         "footprint": f"SRID=4326;{footprint}" if footprint else None,
         "timezone": store.timezone,
         "opening_hours": store.opening_hours,
+        "instructions": store.instructions,
     }
 
 
@@ -143,6 +150,7 @@ def _store_columns() -> Select[Any]:
         footprint.label("footprint"),
         Store.timezone,
         Store.opening_hours,
+        Store.instructions,
         Store.created_at,
     )
 

@@ -55,6 +55,7 @@ class CampaignStatus(enum.StrEnum):
     active = "active"
     ended = "ended"
     cancelled = "cancelled"
+    paused = "paused"  # its open tasks are paused until it resumes
 
 
 class TaskStatus(enum.StrEnum):
@@ -68,6 +69,8 @@ class TaskStatus(enum.StrEnum):
     # Reported by enough workers as misleading or unethical: out of everyone's sight until an
     # admin restores or removes it.
     hidden = "hidden"
+    # Open, but its campaign is paused: back to open when the campaign resumes.
+    paused = "paused"
 
 
 # The statuses a task may be taken in (when exactly: ``api.work.availability``, whose predicate
@@ -160,6 +163,8 @@ class Store(Base):
     )
     timezone: Mapped[str] = mapped_column(String(64))
     opening_hours: Mapped[str] = mapped_column(String(500), default="24/7")
+    # Where to go in the store and whom to ask (aisle, entrance, contact): shown on its tasks.
+    instructions: Mapped[str] = mapped_column(String(1000), server_default="")
     created_at: Mapped[datetime] = _created_at()
 
     __table_args__ = (
@@ -192,14 +197,47 @@ class Campaign(Base):
     status: Mapped[CampaignStatus] = mapped_column(_enum(CampaignStatus, "campaign_status"))
     created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="RESTRICT"))
     created_at: Mapped[datetime] = _created_at()
+    # The checklist version that tasks created from now on follow (ChecklistVersion).
+    checklist_version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    # What a "couldn't complete" outcome earns, with its evidence, once approved.
+    incomplete_reward_cents: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # A recurring campaign's schedule (recurrence.schedule_json); None: one task per store.
+    schedule: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
     __table_args__ = (
         CheckConstraint("length(btrim(purpose)) > 0", name="purpose_required"),
+        CheckConstraint(
+            "0 <= incomplete_reward_cents AND incomplete_reward_cents <= reward_cents",
+            name="incomplete_reward_range",
+        ),
+        CheckConstraint("checklist_version >= 1", name="checklist_version_positive"),
         CheckConstraint("reward_cents > 0", name="reward_positive"),
         CheckConstraint("1 <= min_photos AND min_photos <= max_photos", name="photo_bounds"),
         CheckConstraint("onsite_minutes > 0", name="onsite_positive"),
         CheckConstraint("reservation_minutes > 0", name="reservation_positive"),
         CheckConstraint("starts_at < ends_at", name="window_ordered"),
+    )
+
+
+class ChecklistVersion(Base):
+    """One version of a campaign's checklist (``checklists.Checklist.to_dict``). A version is
+    never changed once written: editing a campaign's checklist writes the next version, which
+    tasks created after it follow; each task keeps the version it was created with."""
+
+    __tablename__ = "checklist_version"
+
+    campaign_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    estimated_minutes: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = _created_at()
+
+    __table_args__ = (
+        CheckConstraint("version >= 1", name="version_positive"),
+        CheckConstraint("estimated_minutes > 0", name="estimate_positive"),
     )
 
 
@@ -253,11 +291,24 @@ class Task(Base):
     # When alert areas heard of the task because it could be taken (None: not yet, e.g. its
     # campaign has not started); set by ``api.work.alerts``, so each task is announced once.
     announced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The checklist version the task follows (of its campaign).
+    checklist_version: Mapped[int] = mapped_column(Integer)
+    # A recurring campaign's period (recurrence.Period.key); '' for a one-off campaign.
+    period_key: Mapped[str] = mapped_column(String(40), server_default="")
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
 
     __table_args__ = (
-        UniqueConstraint("campaign_id", "store_id", name="uq_task_campaign_store"),
+        # One task per store and period: a sweep run twice creates nothing twice.
+        UniqueConstraint(
+            "campaign_id", "store_id", "period_key", name="uq_task_campaign_store_period"
+        ),
+        ForeignKeyConstraint(
+            ["campaign_id", "checklist_version"],
+            ["checklist_version.campaign_id", "checklist_version.version"],
+            name="fk_task_checklist_version",
+            ondelete="CASCADE",
+        ),
         CheckConstraint(
             "(status = 'reserved') = (reserved_until IS NOT NULL)", name="reserved_has_deadline"
         ),
@@ -373,6 +424,8 @@ class Photo(Base):
     sanitized_key: Mapped[str | None] = mapped_column(String(300))
     # A retried grant request (same key) gets the same photo, not a second slot.
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    # The checklist's photo slot (item name) the photo was taken for.
+    slot: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_photo_reservation_id", "reservation_id"),
@@ -402,6 +455,16 @@ class SubmissionStatus(enum.StrEnum):
     rejected = "rejected"  # with a reason code and the evidence; the worker may appeal
     disputed = "disputed"  # the client contests it; a reviewer decides
     appealed = "appealed"  # the worker contests a rejection; another reviewer decides
+
+
+class Outcome(enum.StrEnum):
+    """Why a visit could not be completed; the worker is paid the campaign's
+    ``incomplete_reward_cents`` for it, with its evidence, once approved."""
+
+    store_closed = "store_closed"
+    product_absent = "product_absent"
+    refused_entry = "refused_entry"
+    unsafe = "unsafe"
 
 
 class Submission(Base):
@@ -441,6 +504,13 @@ class Submission(Base):
     first_answer: Mapped[str | None] = mapped_column(Text)
     # The worker accepted the rejection: no appeal, and the task goes back to the pool at once.
     appeal_waived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The checklist's answers, normalized (checklists.validate_answers), by item name.
+    answers: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    # None: the checklist was done; else why it could not be (OUTCOMES), with its evidence.
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    # What approval credits: the task's reward, or the campaign's pay for an outcome, as they
+    # stood when the work was submitted.
+    reward_cents: Mapped[int] = mapped_column(Integer)
 
     __table_args__ = (
         UniqueConstraint("worker_id", "idempotency_key", name="uq_submission_worker_key"),
@@ -454,6 +524,11 @@ class Submission(Base):
         CheckConstraint(
             "status <> 'rejected' OR reason_code IS NOT NULL", name="rejection_has_reason"
         ),
+        CheckConstraint(
+            "outcome IS NULL OR outcome IN ({})".format(", ".join(f"'{o.value}'" for o in Outcome)),
+            name="outcome_known",
+        ),
+        CheckConstraint("reward_cents >= 0", name="reward_not_negative"),
         CheckConstraint(
             "(claimed_by IS NULL) = (claim_expires_at IS NULL)", name="claim_has_deadline"
         ),

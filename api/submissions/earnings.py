@@ -48,7 +48,7 @@ _BALANCES = text(
 # Work submitted and not yet decided (nothing credited yet): what may come.
 _AWAITING = text(
     """
-    SELECT t.currency, count(*) AS submissions, sum(t.reward_cents) AS amount
+    SELECT t.currency, count(*) AS submissions, sum(s.reward_cents) AS amount
     FROM submission s JOIN task t ON t.id = s.task_id
     WHERE s.worker_id = :worker_id
       AND s.status IN ('pending_acceptance', 'needs_review', 'appealed', 'disputed')

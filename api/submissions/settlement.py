@@ -70,7 +70,7 @@ _CREDIT = text(
     """
     INSERT INTO ledger_entry
         (worker_id, kind, amount_cents, currency, submission_id, seq, available_at, reason)
-    SELECT s.worker_id, 'earned', t.reward_cents, t.currency, s.id, coalesce(last.seq, 0) + 1,
+    SELECT s.worker_id, 'earned', s.reward_cents, t.currency, s.id, coalesce(last.seq, 0) + 1,
            greatest(now(), s.created_at + make_interval(hours => :window_hours)), :reason
     FROM submission s
     JOIN task t ON t.id = s.task_id

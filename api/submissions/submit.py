@@ -387,6 +387,7 @@ async def submit(
                 func.ST_Y(func.geometry(Store.location)),
                 func.ST_X(func.geometry(Store.location)),
                 Store.geofence_radius_m,
+                Task.reward_cents,
             )
             .select_from(Task)
             .join(Campaign, Campaign.id == Task.campaign_id)
@@ -394,7 +395,7 @@ async def submit(
             .where(Task.id == reservation.task_id)
         )
     ).one()
-    min_photos, max_photos, store_lat, store_lon, radius = task_row
+    min_photos, max_photos, store_lat, store_lon, radius, reward_cents = task_row
     if len(photos) < min_photos:
         raise Invalid(
             f"This task needs at least {min_photos} checked photos; {len(photos)} so far.",
@@ -438,6 +439,7 @@ async def submit(
         device_accuracy_m=fix.accuracy_m,
         device_fixed_at=fix.fixed_at,
         device_is_mock=fix.is_mock,
+        reward_cents=reward_cents,
         report=report,
         verdict=outcome,
         status=INITIAL_STATUS[outcome],

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.core.deps import suspension
 from api.core.errors import Conflict
 from api.work.availability import CLAIMABLE_SQL
-from api.work.tasks import DETAIL_COLUMNS, DETAIL_JOINS
+from api.work.tasks import CHECKLIST_JOIN, DETAIL_COLUMNS, DETAIL_JOINS
 
 
 # The worker's row, with the count of the tasks they hold: the one count the cap is checked
@@ -76,7 +76,7 @@ _RESERVATION_COLUMNS = (
 # The worker's active reservations of these tasks: a retried claim gets them back.
 HELD_SQL = f"""
     SELECT {_RESERVATION_COLUMNS}
-    FROM reservation r JOIN task t ON t.id = r.task_id{DETAIL_JOINS}
+    FROM reservation r JOIN task t ON t.id = r.task_id{DETAIL_JOINS}{CHECKLIST_JOIN}
     WHERE r.worker_id = $1 AND r.task_id = ANY($2::uuid[])
       AND r.state = 'active' AND r.expires_at > now()
 """
@@ -151,7 +151,7 @@ RESERVE_SQL = f"""
         ORDER BY w.i
     )
     SELECT {_RESERVATION_COLUMNS}
-    FROM r JOIN task t ON t.id = r.task_id{DETAIL_JOINS}
+    FROM r JOIN task t ON t.id = r.task_id{DETAIL_JOINS}{CHECKLIST_JOIN}
 """
 
 

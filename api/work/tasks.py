@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +17,7 @@ from api.core.errors import NotFound
 from api.core.models import TaskStatus
 from api.core.schemas import ERROR_RESPONSES, PointGeometry
 from api.work.availability import EFFECTIVE_STATUS_SQL
+from api.work.checklists import ChecklistOut, checklist_out
 
 router = APIRouter(tags=["tasks"], responses=ERROR_RESPONSES)
 
@@ -35,6 +36,7 @@ class StoreSummary(BaseModel):
     geofence_radius_m: int
     timezone: str
     opening_hours: str
+    instructions: str = Field(description="Where to go in the store, whom to ask")
 
 
 class TaskOut(BaseModel):
@@ -50,9 +52,14 @@ class TaskOut(BaseModel):
     currency: str
     onsite_minutes: int
     reservation_minutes: int
-    min_photos: int
-    max_photos: int
+    min_photos: int = Field(description="Photos a completed visit holds at least")
+    max_photos: int = Field(description="Photos a visit may hold at most")
+    incomplete_reward_cents: int = Field(
+        description='What a "couldn\'t complete" outcome pays, with its evidence, once approved'
+    )
     available_until: datetime
+    period_key: str = Field(description="A recurring campaign's period; empty otherwise")
+    checklist: ChecklistOut = Field(description="What the visit asks for, in order")
 
 
 DETAIL_COLUMNS = f"""
@@ -62,9 +69,12 @@ DETAIL_COLUMNS = f"""
            o.description AS organization_description,
            c.id AS campaign_id, c.name AS campaign_name, c.purpose, c.instructions,
            c.onsite_minutes, c.reservation_minutes, c.min_photos, c.max_photos,
+           c.incomplete_reward_cents, t.period_key,
            s.id AS store_id, s.name AS store_name, s.address,
            ST_Y(s.location::geometry) AS lat, ST_X(s.location::geometry) AS lon,
-           s.geofence_radius_m, s.timezone, s.opening_hours
+           s.geofence_radius_m, s.timezone, s.opening_hours, s.instructions AS store_instructions,
+           t.checklist_version, v.estimated_minutes AS checklist_minutes,
+           v.definition AS checklist_definition
 """
 
 DETAIL_JOINS = """
@@ -73,10 +83,15 @@ DETAIL_JOINS = """
     JOIN store s ON s.id = t.store_id
 """
 
+# With DETAIL_JOINS, for DETAIL_COLUMNS: the checklist version the task follows.
+CHECKLIST_JOIN = """
+    JOIN checklist_version v ON v.campaign_id = t.campaign_id AND v.version = t.checklist_version
+"""
+
 _DETAILS = text(
     f"""
     SELECT t.id AS task_id,{DETAIL_COLUMNS}
-    FROM task t{DETAIL_JOINS}
+    FROM task t{DETAIL_JOINS}{CHECKLIST_JOIN}
     WHERE t.id = ANY(:ids)
     """
 )
@@ -104,6 +119,7 @@ def task_out_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
             "geofence_radius_m": row["geofence_radius_m"],
             "timezone": row["timezone"],
             "opening_hours": row["opening_hours"],
+            "instructions": row["store_instructions"],
         },
         "reward_cents": row["reward_cents"],
         "currency": row["currency"],
@@ -111,7 +127,12 @@ def task_out_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
         "reservation_minutes": row["reservation_minutes"],
         "min_photos": row["min_photos"],
         "max_photos": row["max_photos"],
+        "incomplete_reward_cents": row["incomplete_reward_cents"],
         "available_until": row["available_until"],
+        "period_key": row["period_key"],
+        "checklist": checklist_out(
+            row["checklist_version"], row["checklist_minutes"], row["checklist_definition"]
+        ).model_dump(),
     }
 
 

@@ -101,6 +101,7 @@ async def a_row_in_every_table(db: asyncpg.Connection, factory: Factory) -> None
                 device_accuracy_m=5,
                 device_fixed_at=func.now(),
                 device_is_mock=False,
+                reward_cents=600,
                 report=[],
                 verdict=Verdict.accepted,
                 status=SubmissionStatus.approved,

@@ -79,6 +79,7 @@ async def insert_submission(
                 device_accuracy_m=6.5,
                 device_fixed_at=func.now(),
                 device_is_mock=False,
+                reward_cents=600,
                 report=[],
                 verdict=Verdict.rejected if rejected else Verdict.accepted,
                 status=SubmissionStatus(status),

@@ -47,6 +47,7 @@ async def test_launch_creates_one_task_per_targeted_store(http, factory, db):
         "expired": 0,
         "cancelled": 0,
         "hidden": 0,
+        "paused": 0,
     }
 
 

@@ -84,6 +84,7 @@ async def _arrange(app: Any, factory: Any, session: Any) -> dict[Any, tuple[str,
                     reserved_until=_from_now(until),
                     starts_at=_from_now(starts),
                     ends_at=_from_now(ends),
+                    checklist_version=1,
                 )
                 .returning(Task.id)
             )
