@@ -405,6 +405,7 @@ class Factory:
         name: str | None = None,
         external_ref: str | None = None,
         opening_hours: str = "24/7",
+        instructions: str = "",
     ) -> uuid.UUID:
         n = self._next()
         return await self.db.fetchval(
@@ -419,6 +420,7 @@ class Factory:
                     geofence_radius_m=50,
                     timezone="Europe/Paris",
                     opening_hours=opening_hours,
+                    instructions=instructions,
                 )
                 .returning(Store.id)
             )
