@@ -511,6 +511,9 @@ class Submission(Base):
     # What approval credits: the task's reward, or the campaign's pay for an outcome, as they
     # stood when the work was submitted.
     reward_cents: Mapped[int] = mapped_column(Integer)
+    # The checklist item a rejection names as the one that failed (its name in the task's
+    # checklist version); None when the rejection names none.
+    reason_item: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         UniqueConstraint("worker_id", "idempotency_key", name="uq_submission_worker_key"),
@@ -529,6 +532,9 @@ class Submission(Base):
             name="outcome_known",
         ),
         CheckConstraint("reward_cents >= 0", name="reward_not_negative"),
+        CheckConstraint(
+            "reason_item IS NULL OR reason_code IS NOT NULL", name="reason_item_has_code"
+        ),
         CheckConstraint(
             "(claimed_by IS NULL) = (claim_expires_at IS NULL)", name="claim_has_deadline"
         ),
