@@ -1,7 +1,8 @@
-"""What the clock does, every sweep interval, in its own transactions: expire overdue
-reservations, settle what waited too long in the worker's favour (work, appeals, disputes,
-suspension appeals), hand back tasks whose rejection became final, and erase positions past
-their retention period; less often, remove uploads nothing references."""
+"""What the clock does, every sweep interval, in its own transactions: give recurring
+campaigns' new periods their tasks, expire overdue reservations, settle what waited too long in
+the worker's favour (work, appeals, disputes, suspension appeals), hand back tasks whose
+rejection became final, and erase positions past their retention period; less often, remove
+uploads nothing references."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.accounts.me import purge_positions
 from api.background.reconcile import reconcile_uploads
+from api.clients.campaign_tasks import open_periods
 from api.core.observability import Metrics
 from api.core.rate_limits import forget_old_windows
 from api.core.settings import Settings
@@ -43,6 +45,10 @@ async def sweep_once(
     sessionmaker: async_sessionmaker, settings: Settings, metrics: Metrics | None = None
 ) -> str:
     async with sessionmaker() as session, session.begin():
+        opened = await open_periods(session, alerts_per_hour=settings.work.alerts_per_hour)
+    if opened:
+        log.info("sweep: %d tasks created for recurring campaigns' new periods", opened)
+    async with sessionmaker() as session, session.begin():
         counts = await sweep(session, alerts_per_hour=settings.work.alerts_per_hour)
     if metrics is not None:  # committed
         metrics.reservations.labels(outcome="expired").inc(counts[0])
@@ -63,11 +69,11 @@ async def sweep_once(
     if any(purged):
         log.info("sweep: positions erased from %d submissions and %d photos", *purged)
     return (
-        f"{counts[0]} reservations expired, {counts[1]} tasks reopened, {counts[2]} tasks "
-        f"expired, {settled} submissions settled by the clock, {clock['tasks_reopened']} tasks "
-        f"back after a final rejection, {clock['suspensions_lifted']} suspensions lifted, "
-        f"positions erased from "
-        f"{purged[0]} submissions and {purged[1]} photos"
+        f"{opened} period tasks created, {counts[0]} reservations expired, {counts[1]} tasks "
+        f"reopened, {counts[2]} tasks expired, {settled} submissions settled by the clock, "
+        f"{clock['tasks_reopened']} tasks back after a final rejection, "
+        f"{clock['suspensions_lifted']} suspensions lifted, "
+        f"positions erased from {purged[0]} submissions and {purged[1]} photos"
     )
 
 

@@ -1,8 +1,8 @@
 """Background jobs, run by a worker process of their own
 (``python -m api.background.jobs worker``): what
-the clock does (reservation expiry, auto-approval and overdue settlement, position retention,
-the upload reconciler), sanitized copies of the photos clients may download, and webhook
-delivery.
+the clock does (recurring campaigns' periods, reservation expiry, auto-approval and overdue
+settlement, position retention, the upload reconciler), sanitized copies of the photos
+clients may download, and webhook delivery.
 
 The queue is procrastinate's, in the PostgreSQL already there: no broker to run, watch or back
 up, and a job can be deferred in the transaction of the change that calls for it. It retries a
@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from api.accounts.me import purge_positions as purge_old_positions
 from api.background.housekeeping import settle_by_the_clock
 from api.background.reconcile import reconcile_uploads as reconcile_store
+from api.clients.campaign_tasks import open_periods
 from api.clients.results import VISIBLE_STATUSES, write_sanitized_copy
 from api.core.db import make_engine, make_sessionmaker
 from api.core.idempotency import forget_old_keys
@@ -118,12 +119,23 @@ async def connect(db: DatabaseSettings, *, max_size: int = 10) -> AsyncIterator[
 
 
 async def expire_reservations_at(res: Resources, now: datetime) -> dict[str, int]:
+    """The tasks' clock: each recurring campaign's period that has started gets its tasks,
+    then overdue reservations and tasks past their end (a past period's too) expire."""
+    async with res.sessionmaker() as session, session.begin():
+        opened = await open_periods(
+            session, alerts_per_hour=res.settings.work.alerts_per_hour, now=now
+        )
     async with res.sessionmaker() as session, session.begin():
         expired, reopened, ended = await sweep(
             session, alerts_per_hour=res.settings.work.alerts_per_hour, now=now
         )
     res.metrics.reservations.labels("expired").inc(expired)
-    done = {"reservations_expired": expired, "tasks_reopened": reopened, "tasks_expired": ended}
+    done = {
+        "period_tasks_created": opened,
+        "reservations_expired": expired,
+        "tasks_reopened": reopened,
+        "tasks_expired": ended,
+    }
     _log("expire_reservations", now, done)
     return done
 

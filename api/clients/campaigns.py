@@ -10,9 +10,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
-from sqlalchemy import func, insert, literal, select, tuple_, update
+from sqlalchemy import and_, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.clients.campaign_tasks import SCHEDULE_DESCRIPTION, create_tasks, parse_campaign_schedule
 from api.clients.stores import bbox_filter, parse_bbox
 from api.core import audit
 from api.core.deps import CurrentClient, SessionDep, SettingsDep
@@ -41,6 +42,7 @@ from api.work.checklists import (
 )
 from api.work.pay import estimated_hourly_rate_cents
 from checklists import Checklist, estimated_minutes, photo_checklist
+from recurrence.schedule import schedule_json
 
 router = APIRouter(tags=["campaigns"], responses=ERROR_RESPONSES)
 
@@ -110,6 +112,7 @@ class CampaignIn(RequestBody):
     reservation_minutes: int = Field(120, ge=10, le=24 * 60)
     starts_at: AwareDatetime | None = Field(None, description="Default: now")
     ends_at: AwareDatetime
+    schedule: dict[str, Any] | None = Field(None, description=SCHEDULE_DESCRIPTION)
     target: Target
 
     @model_validator(mode="after")
@@ -147,6 +150,7 @@ class CampaignOut(BaseModel):
     checklist: ChecklistOut = Field(description="The version tasks created from now on follow")
     starts_at: datetime
     ends_at: datetime
+    schedule: dict[str, Any] | None = Field(description="Recurring: its schedule; null: one-off")
     status: CampaignStatus
     created_at: datetime
     task_counts: dict[TaskStatus, int] = Field(
@@ -197,6 +201,24 @@ def check_pay_floor(
             min_reward_cents=min_reward_cents,
             currency=currency,
         )
+
+
+def refuse_stores_without_period(zones: list[str]) -> None:
+    if zones:
+        raise Invalid(
+            "The schedule has no period within the campaign's window for the stores in "
+            f"{', '.join(zones)}: move the window or the schedule.",
+            code="no_period_in_window",
+            time_zones=zones,
+        )
+
+
+async def targeted_stores(session: AsyncSession, organization_id: uuid.UUID, target: Target) -> Any:
+    """Which of the organization's stores a target names, as a condition on ``Store``."""
+    return and_(
+        Store.organization_id == organization_id,
+        await _targeted_store_filter(session, organization_id, target),
+    )
 
 
 async def _targeted_store_filter(
@@ -257,7 +279,9 @@ async def create_campaign(
         onsite_minutes=onsite_minutes,
         currency=body.currency,
     )
+    schedule = parse_campaign_schedule(body.schedule) if body.schedule is not None else None
     min_photos, max_photos = photo_bounds(checklist)
+    now = datetime.now(UTC)
     campaign = Campaign(
         organization_id=client.organization_id,
         name=body.name,
@@ -271,8 +295,9 @@ async def create_campaign(
         onsite_minutes=onsite_minutes,
         reservation_minutes=body.reservation_minutes,
         checklist_version=1,
-        starts_at=body.starts_at or datetime.now(UTC),
+        starts_at=body.starts_at or now,
         ends_at=body.ends_at,
+        schedule=schedule_json(schedule) if schedule is not None else None,
         status=CampaignStatus.active,
         created_by=client.id,
     )
@@ -281,39 +306,14 @@ async def create_campaign(
     await add_version(
         session, campaign_id=campaign.id, version=1, checklist=checklist, created_by=client.id
     )
-    # The task's place and what it shows of its store are the store's, copied by the database
-    # (trigger task_store, migration 0017): not restated here.
-    stores = select(
-        literal(campaign.id).label("campaign_id"),
-        Store.id,
-        literal(campaign.reward_cents),
-        literal(campaign.currency),
-        literal(TaskStatus.open.value).cast(Task.status.type),
-        literal(campaign.starts_at),
-        literal(campaign.ends_at),
-        literal(campaign.checklist_version),
-    ).where(
-        Store.organization_id == client.organization_id,
-        await _targeted_store_filter(session, client.organization_id, body.target),
+    task_ids, no_period = await create_tasks(
+        session,
+        campaign,
+        await targeted_stores(session, client.organization_id, body.target),
+        now=now,
+        first=True,
     )
-    created = await session.execute(
-        insert(Task)
-        .from_select(
-            [
-                "campaign_id",
-                "store_id",
-                "reward_cents",
-                "currency",
-                "status",
-                "starts_at",
-                "ends_at",
-                "checklist_version",
-            ],
-            stores,
-        )
-        .returning(Task.id)
-    )
-    task_ids = list(created.scalars())
+    refuse_stores_without_period(no_period)
     task_count = len(task_ids)
     if task_count == 0:
         raise Invalid("The target matches none of your stores.", code="no_stores_targeted")
@@ -391,6 +391,7 @@ def _campaign_out(
         ),
         starts_at=campaign.starts_at,
         ends_at=campaign.ends_at,
+        schedule=campaign.schedule,
         status=campaign.status,
         created_at=campaign.created_at,
         task_counts=counts,
@@ -433,11 +434,15 @@ async def list_campaigns(
 async def cancel_campaign(
     session: AsyncSession, *, client: User, campaign_id: uuid.UUID
 ) -> CampaignOut:
-    """Stop a campaign: its open tasks are cancelled; reserved ones may still be completed."""
+    """Stop a campaign, running or paused: its open and paused tasks are cancelled; reserved
+    ones may still be completed."""
     campaign = await own_campaign(session, client=client, campaign_id=campaign_id)
     updated = await session.execute(
         update(Campaign)
-        .where(Campaign.id == campaign.id, Campaign.status == CampaignStatus.active)
+        .where(
+            Campaign.id == campaign.id,
+            Campaign.status.in_((CampaignStatus.active, CampaignStatus.paused)),
+        )
         .values(status=CampaignStatus.cancelled)
         .returning(Campaign.id)
     )
@@ -447,10 +452,7 @@ async def cancel_campaign(
         )
     cancelled = await session.execute(
         update(Task)
-        .where(
-            Task.campaign_id == campaign.id,
-            unclaimed(),
-        )
+        .where(Task.campaign_id == campaign.id, or_(unclaimed(), Task.status == TaskStatus.paused))
         .values(status=TaskStatus.cancelled, reserved_until=None, updated_at=func.now())
         .returning(Task.id)
     )
