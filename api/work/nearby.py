@@ -2,13 +2,14 @@
 search behind it, which assignments and route suggestions share (``nearest_rows``).
 
 The list item is defined once, by ``NearbyTask``, and built next to it (``_item``) from the
-row the nearby statement returns for each task it keeps, with its campaign and organization:
-the statement that ranks the tasks also reads what their items show (one round trip), and the
-answer is encoded once, as bytes, without validating it again per request (a test checks that
-what ``_item`` builds is the model, field for field). What an item shows of the store is on
-the task itself (``Task.store_name`` and its neighbours, kept by the database): stores are too
-many to stay in memory, and reading one row of theirs per item was most of the statement's
-reads.
+row the nearby statement returns for each task it keeps: the statement that ranks the tasks
+also reads what their items show of the task (one round trip), and the answer is encoded once,
+as bytes, without validating it again per request (a test checks that what ``_item`` builds is
+the model, field for field). What an item shows of the store is on the task itself
+(``Task.store_name`` and its neighbours, kept by the database): stores are too many to stay in
+memory, and reading one row of theirs per item was most of the statement's reads. What it shows
+of the campaign and organization (a few rows, the same for many tasks) the app keeps for a
+second (``CampaignDetails``), so that the statement joins no other table.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -97,30 +99,95 @@ class NearbyOut(BaseModel):
 
 # What the nearby statement reads for each item, in this order, after the exactness figures
 # (and the user's columns): ``_item`` takes them by position. The store's fields are the
-# task's copies of them (``_CANDIDATE_COLUMNS``).
+# task's copies of them (``_CANDIDATE_COLUMNS``); the campaign's and organization's come from
+# ``CampaignDetails``.
 _ITEM_COLUMNS = """
                t.id, t.distance_m, t.campaign_id, t.reward_cents, t.currency, t.ends_at,
-               c.purpose, c.onsite_minutes, c.reservation_minutes, o.id, o.name,
                t.store_id, t.store_name, t.store_address, ST_X(t.location::geometry),
                ST_Y(t.location::geometry), t.store_opening_hours"""
 
-# The campaign and organization of the tasks kept, for ``_ITEM_COLUMNS``.
-_ITEM_JOINS = """
-    JOIN campaign c ON c.id = t.campaign_id
-    JOIN organization o ON o.id = c.organization_id"""
+
+@dataclass(frozen=True, slots=True)
+class _Campaign:
+    """What an item shows of its campaign and organization, as it was at ``read_at``."""
+
+    campaign_id: str
+    client: dict[str, str]  # the item's "client", shared by the items of the campaign
+    purpose: str
+    onsite_minutes: int
+    reservation_minutes: int
+    read_at: float
 
 
-def _item(values: tuple[Any, ...], metres_per_minute: float) -> dict[str, Any]:
-    """A ``NearbyTask`` as plain data, from ``_ITEM_COLUMNS``."""
-    (task_id, distance, campaign_id, reward, currency, ends_at, purpose, onsite) = values[:8]
-    (reservation, organization_id, organization_name, store_id, store_name) = values[8:13]
-    (address, lon, lat, opening_hours) = values[13:17]
+_CAMPAIGNS_SQL = """
+    SELECT c.id, c.purpose, c.onsite_minutes, c.reservation_minutes, o.id, o.name
+    FROM campaign c JOIN organization o ON o.id = c.organization_id
+    WHERE c.id = ANY($1::uuid[])"""
+
+
+class CampaignDetails:
+    """What the items show of their campaigns and organizations, as read at most ``MAX_AGE_S``
+    ago: the search statement then reads no campaign or organization row. A list may show a
+    campaign's purpose, terms or client name up to that long after they change (what a worker
+    takes is what the task's own page and the reservation show); what the task itself holds
+    (reward, end, store, availability) is read with the search, as always.
+
+    One per app (``of``); campaigns not read within ``MAX_AGE_S`` are read again, those an
+    answer names in one statement, on the answer's connection."""
+
+    MAX_AGE_S = 1.0
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self) -> None:
+        self._read: dict[uuid.UUID, _Campaign] = {}
+        self._pruned_at = self.clock()
+
+    @staticmethod
+    def of(request: Request) -> CampaignDetails:
+        state = request.app.state
+        details: CampaignDetails | None = getattr(state, "nearby_campaigns", None)
+        if details is None:
+            details = state.nearby_campaigns = CampaignDetails()
+        return details
+
+    async def read(
+        self, connection: asyncpg.Connection, campaign_ids: set[uuid.UUID]
+    ) -> dict[uuid.UUID, _Campaign]:
+        """The details of these campaigns, by id (a campaign deleted meanwhile is left out)."""
+        now = self.clock()
+        oldest = now - self.MAX_AGE_S
+        shown: dict[uuid.UUID, _Campaign] = {}
+        due = []
+        for campaign_id in campaign_ids:
+            known = self._read.get(campaign_id)
+            if known is not None and known.read_at >= oldest:
+                shown[campaign_id] = known
+            else:
+                due.append(campaign_id)
+        if due:
+            rows = await connection.fetch(_CAMPAIGNS_SQL, due)
+            if self._pruned_at < oldest:  # what no answer named lately is forgotten
+                self._read = {i: c for i, c in self._read.items() if c.read_at >= oldest}
+                self._pruned_at = now
+            for campaign_id, purpose, onsite, reservation, organization_id, name in rows:
+                client = {"organization_id": str(organization_id), "name": name}
+                shown[campaign_id] = self._read[campaign_id] = _Campaign(
+                    str(campaign_id), client, purpose, onsite, reservation, read_at=now
+                )
+        return shown
+
+
+def _item(values: tuple[Any, ...], campaign: _Campaign, metres_per_minute: float) -> dict[str, Any]:
+    """A ``NearbyTask`` as plain data, from ``_ITEM_COLUMNS`` and its campaign's details."""
+    (task_id, distance, _, reward, currency, ends_at, store_id, store_name) = values[:8]
+    (address, lon, lat, opening_hours) = values[8:12]
     walking = distance / metres_per_minute
+    onsite = campaign.onsite_minutes
     return {
         "task_id": task_id,
-        "client": {"organization_id": organization_id, "name": organization_name},
-        "campaign_id": campaign_id,
-        "purpose": purpose,
+        "client": campaign.client,
+        "campaign_id": campaign.campaign_id,
+        "purpose": campaign.purpose,
         "store": {
             "id": store_id,
             "name": store_name,
@@ -131,7 +198,7 @@ def _item(values: tuple[Any, ...], metres_per_minute: float) -> dict[str, Any]:
         "reward_cents": reward,
         "currency": currency,
         "onsite_minutes": onsite,
-        "reservation_minutes": reservation,
+        "reservation_minutes": campaign.reservation_minutes,
         "available_until": ends_at,
         "distance_m": round(distance, 1),
         "walking_minutes": round(walking, 1),
@@ -354,8 +421,8 @@ def _nearest_statement(candidates: str, *, with_user: bool) -> _Statement:
 
 def _answer_statement(candidates: str, *, with_user: bool) -> _Statement:
     """The exactness figures, and the tasks within the radius that made the cut, nearest first,
-    each with what its item shows (``_ITEM_COLUMNS``: no store row is read); one row with NULLs
-    when none did."""
+    each with what its item shows of the task (``_ITEM_COLUMNS``: no store, campaign or
+    organization row is read); one row with NULLs when none did."""
     return _compiled(
         f"""
         WITH candidate AS MATERIALIZED ({candidates}),
@@ -365,7 +432,7 @@ def _answer_statement(candidates: str, *, with_user: bool) -> _Statement:
             ORDER BY distance_m, id LIMIT :limit)
         SELECT seen.seen, seen.farthest_reach,{_USER_COLUMNS if with_user else ""}{_ITEM_COLUMNS}
         FROM seen{_USER_JOIN if with_user else ""}
-        LEFT JOIN (kept t{_ITEM_JOINS}) ON true
+        LEFT JOIN kept t ON true
         ORDER BY t.distance_m, t.id
         """
     )
@@ -492,6 +559,7 @@ async def nearby_answer(
     connection: asyncpg.Connection,
     query: NearbyQuery,
     work: WorkSettings,
+    campaigns: CampaignDetails,
     user_id: uuid.UUID | None = None,
 ) -> tuple[bytes, asyncpg.Record]:
     """The JSON of a ``NearbyOut``, and the first row it was built from (with ``user_id``,
@@ -514,8 +582,13 @@ async def nearby_answer(
         return len(rows), rows[-1][first + 1]
 
     rows = await _widened(connection, plan, values, query.limit, cut)
-    per_minute = work.walking_speed_kmh * 1000 / 60
-    items = [_item(row[first:], per_minute) for row in rows] if rows[0][first] is not None else []
+    items = []
+    if rows[0][first] is not None:
+        tasks = [row[first:] for row in rows]
+        read = await campaigns.read(connection, {task[2] for task in tasks})
+        per_minute = work.walking_speed_kmh * 1000 / 60
+        # A campaign is missing only if it was deleted since the search, and its tasks with it.
+        items = [_item(task, read[task[2]], per_minute) for task in tasks if task[2] in read]
     answer = {
         "origin": {"type": "Point", "coordinates": [query.lon, query.lat]},
         "radius_m": query.radius_m,
@@ -540,6 +613,7 @@ async def nearby_route(
             connection,
             query,
             request.app.state.settings.work,
+            CampaignDetails.of(request),
             user_id=None if worker.admitted else worker.user_id,
         )
     if not worker.admitted:

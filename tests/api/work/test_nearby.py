@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from api.core.models import Role
 from api.core.schemas import PointGeometry
 from api.work.nearby import (
     _NEAREST,
+    CampaignDetails,
     NearbyOut,
     NearbyQuery,
     NearbyTask,
@@ -186,9 +188,27 @@ async def _details(http, worker, task_id) -> dict:
     }
 
 
-async def test_the_entry_shows_the_task_as_it_is(http, factory, db):
+class Clock:
+    """The clock of ``CampaignDetails``, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(CampaignDetails, "clock", staticmethod(clock))
+    return clock
+
+
+async def test_the_entry_shows_the_task_as_it_is(http, factory, db, clock):
     """A nearby entry equals the task's details, text escaped and times written as every other
-    answer writes them, and follows a change to its store, campaign or organization."""
+    answer writes them, and follows a change to its store at once, to its campaign or
+    organization within ``CampaignDetails.MAX_AGE_S``."""
     client = await factory.account(Role.client)
     worker = await factory.account(Role.worker)
     (store_id,) = await factory.stores_at(client.organization_id, [(48.8570, 2.3530)])
@@ -223,6 +243,7 @@ async def test_the_entry_shows_the_task_as_it_is(http, factory, db):
     await db.execute(
         "UPDATE organization SET name = 'Maison Bleue' WHERE id = $1", client.organization_id
     )
+    clock.now += CampaignDetails.MAX_AGE_S + 0.001
     changed = await _entries(http, worker)
     first, second = changed[str(task_ids[0])], changed[str(task_ids[1])]
     assert (
@@ -236,6 +257,51 @@ async def test_the_entry_shows_the_task_as_it_is(http, factory, db):
     for task_id in task_ids:
         entry = {k: v for k, v in changed[str(task_id)].items() if k not in WHERE_YOU_STAND}
         assert entry == await _details(http, worker, task_id)
+
+
+async def test_campaign_details_are_read_again_once_a_second_old(http, factory, db, clock):
+    """What an item shows of its campaign and organization is read again once it is older than
+    ``CampaignDetails.MAX_AGE_S``, not before; what it shows of the task and its store is read
+    with every list."""
+    client = await factory.account(Role.client)
+    worker = await factory.account(Role.worker)
+    (store_id,) = await factory.stores_at(client.organization_id, [(48.8570, 2.3530)])
+    campaign_id, (task_id,) = await factory.campaign(
+        client, [store_id], reward_cents=600, onsite_minutes=12
+    )
+    first = (await _entries(http, worker))[str(task_id)]
+    assert (first["purpose"], first["onsite_minutes"]) == (
+        "Check the organic range is on shelf",
+        12,
+    )
+    await db.execute(
+        "UPDATE campaign SET purpose = 'Count the facings', onsite_minutes = 20 WHERE id = $1",
+        campaign_id,
+    )
+    await db.execute(
+        "UPDATE organization SET name = 'Maison Bleue' WHERE id = $1", client.organization_id
+    )
+    await db.execute("UPDATE store SET name = 'Le Coin' WHERE id = $1", store_id)
+    shown = ("purpose", "onsite_minutes", "estimated_hourly_rate_cents")
+
+    clock.now += CampaignDetails.MAX_AGE_S - 0.001
+    kept = (await _entries(http, worker))[str(task_id)]
+    assert kept["store"]["name"] == "Le Coin"
+    assert [kept[key] for key in shown] == [first[key] for key in shown]
+    assert kept["client"] == first["client"]
+
+    clock.now += 0.002
+    fresh = (await _entries(http, worker))[str(task_id)]
+    walking = geodesic_m(*NEAR_PARIS.values(), 48.8570, 2.3530) / (5000 / 60)
+    assert [fresh[key] for key in shown] == [
+        "Count the facings",
+        20,
+        round(600 * 60 / (20 + walking)),
+    ]
+    assert fresh["client"] == {
+        "organization_id": str(client.organization_id),
+        "name": "Maison Bleue",
+    }
 
 
 async def test_nearby_bounds(http, factory):
@@ -287,12 +353,11 @@ async def test_a_search_that_cannot_prove_its_answer_widens(factory, db, setting
     )
 
     driver = CountingDriver(db)
-    payload, _ = await nearby_answer(
-        driver, NearbyQuery(lat=lat, lon=lon, radius_m=20_000, limit=1), settings.work
-    )
+    query = NearbyQuery(lat=lat, lon=lon, radius_m=20_000, limit=1)
+    payload, _ = await nearby_answer(driver, query, settings.work, CampaignDetails())
     items = orjson.loads(payload)["items"]
     assert [(item["task_id"], item["distance_m"]) for item in items] == [(str(task_ids[0]), 9990.0)]
-    assert driver.statements == 2
+    assert driver.statements == 2 + 1  # two searches, then the campaign's details
 
     driver = CountingDriver(db)
     ranked, _ = await nearest_rows(driver, lat=lat, lon=lon, radius_m=20_000, limit=1)
