@@ -93,15 +93,16 @@ async def forget_old_events(session: AsyncSession, *, days: int, now: datetime |
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-# What a client learns about one submission: its campaign, task and store, and an opaque
-# worker id, nothing personal.
+# What a client learns about one submission: its campaign, task (its period and checklist
+# version) and store, the answers and the outcome, and an opaque worker id, nothing personal.
 _SUBMISSION_FACTS = text(
     """
     SELECT c.organization_id, c.id AS campaign_id, c.name AS campaign_name, c.purpose,
-           t.id AS task_id, t.status::text AS task_status,
+           t.id AS task_id, t.status::text AS task_status, t.period_key, t.checklist_version,
            st.id AS store_id, st.name AS store_name, st.external_ref,
            s.id AS submission_id, s.status::text AS submission_status, s.verdict::text,
-           s.reason_code, s.worker_id, s.created_at AS submitted_at, s.decided_at
+           s.reason_code, s.worker_id, s.created_at AS submitted_at, s.decided_at,
+           s.outcome, s.answers
     FROM submission s
     JOIN task t ON t.id = s.task_id
     JOIN campaign c ON c.id = t.campaign_id
@@ -127,7 +128,12 @@ async def _task_payload(
     row = (await session.execute(_SUBMISSION_FACTS, {"submission_id": submission_id})).one()
     payload = {
         "campaign": {"id": str(row.campaign_id), "name": row.campaign_name, "purpose": row.purpose},
-        "task": {"id": str(row.task_id), "status": row.task_status},
+        "task": {
+            "id": str(row.task_id),
+            "status": row.task_status,
+            "period_key": row.period_key,
+            "checklist_version": row.checklist_version,
+        },
         "store": {
             "id": str(row.store_id),
             "name": row.store_name,
@@ -140,6 +146,10 @@ async def _task_payload(
             "worker_id": str(row.worker_id),
             "submitted_at": row.submitted_at.isoformat(),
             "decided_at": row.decided_at.isoformat() if row.decided_at else None,
+            # None: the checklist was done; else why the visit could not be completed.
+            "outcome": row.outcome,
+            # By item name, as validated (checklists.validate_answers).
+            "answers": row.answers,
         },
         "reason_code": reason_code if reason_code is not None else row.reason_code,
     }

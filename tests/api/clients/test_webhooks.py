@@ -27,6 +27,7 @@ from api.events import outbox, webhook_delivery
 from api.events.outbox import EVENT_TYPES, emit, forget_old_events
 from api.events.webhook_delivery import backoff_s, deliver_due, verify_signature
 from api.submissions.settlement import Decision, lock_submission, settle
+from checklists import Checklist, validate_answers
 from tests.api.races import finish, queued, until
 from tests.api.submissions.test_photos import (
     STORE,
@@ -259,7 +260,12 @@ async def test_each_change_sends_its_event_to_the_owning_organization_only(
             "purpose": "Check the organic range is on shelf",
         },
         # Held while the rejection may be appealed; it goes back to the pool once final.
-        "task": {"id": str(review.task_id), "status": "rejected"},
+        "task": {
+            "id": str(review.task_id),
+            "status": "rejected",
+            "period_key": "",
+            "checklist_version": 1,
+        },
         "store": {"id": str(store["id"]), "name": store["name"], "external_ref": None},
         "submission": {
             "id": review.id,
@@ -268,6 +274,8 @@ async def test_each_change_sends_its_event_to_the_owning_organization_only(
             "worker_id": str(review.worker.id),
             "submitted_at": rejected["data"]["submission"]["submitted_at"],
             "decided_at": rejected["data"]["submission"]["decided_at"],
+            "outcome": None,
+            "answers": {},
         },
         "reason_code": "wrong_subject",
     }
@@ -962,3 +970,110 @@ async def test_old_events_are_forgotten_once_nothing_is_left_to_send(
     assert forgotten == 1
     assert set(await db.fetchval("SELECT array_agg(id) FROM webhook_event")) == {waiting, recent}
     assert await db.fetchval("SELECT count(*) FROM webhook_delivery WHERE event_id = $1", sent) == 0
+
+
+async def test_task_events_carry_the_answers_the_outcome_and_the_checklist_version(
+    app, http, factory, db, receiver
+):
+    owner = await factory.account(Role.client)
+    await register(http, owner, receiver.url("/owner"))
+    work = await submitted(http, factory, "accepted", client=owner)
+    # The task follows a second version of the checklist, and its work answered it (the
+    # answers as the submission stores them, normalized by the checklist).
+    checklist = Checklist.from_dict(
+        {
+            "items": [
+                {"kind": "photo", "name": "shelf", "label": "Shelf", "max_photos": 2},
+                {"kind": "yes_no", "name": "present", "label": "On the shelf?", "required": True},
+                {"kind": "number", "name": "price", "label": "Price", "decimals": 2},
+                {
+                    "kind": "multiple_choice",
+                    "name": "issues",
+                    "label": "Issues",
+                    "choices": [
+                        {"name": "dusty", "label": "Dusty"},
+                        {"name": "no_label", "label": "No price label"},
+                    ],
+                },
+                {"kind": "text", "name": "comment", "label": "Comment"},
+            ]
+        }
+    )
+    answers = validate_answers(
+        checklist,
+        {"present": False, "price": 2.5, "issues": ["no_label", "dusty"], "comment": " Gone "},
+        {"shelf": 1},
+    )
+    assert answers == {
+        "present": False,
+        "price": 2.5,
+        "issues": ["dusty", "no_label"],
+        "comment": "Gone",
+    }
+    campaign_id = await db.fetchval("SELECT campaign_id FROM task WHERE id = $1", work.task_id)
+    await db.execute(
+        "INSERT INTO checklist_version (campaign_id, version, definition, estimated_minutes, "
+        "created_by) VALUES ($1, 2, $2, 10, $3)",
+        campaign_id,
+        json.dumps(checklist.to_dict()),
+        owner.id,
+    )
+    await db.execute("UPDATE task SET checklist_version = 2 WHERE id = $1", work.task_id)
+    await db.execute(
+        "UPDATE submission SET answers = $2, outcome = 'product_absent' WHERE id = $1",
+        uuid.UUID(work.id),
+        json.dumps(answers),
+    )
+    async with app.state.sessionmaker() as session:
+        await outbox.emit_submitted(session, uuid.UUID(work.id))
+        await session.commit()
+    accepted = await http.post(f"/v1/submissions/{work.id}/accept", headers=owner.headers)
+    assert accepted.status_code == 200, accepted.text
+
+    assert await deliver(app) == 4  # submitted twice (at submission and here), approved, completed
+    events = [e for e in receiver.events("/owner") if e["type"] != "campaign.completed"]
+    carried = sorted(
+        ((e["type"], e["data"]["task"], e["data"]["submission"]["outcome"]) for e in events),
+        key=lambda event: (event[0], event[1]["checklist_version"]),
+    )
+    assert carried == [
+        (
+            "task.approved",
+            {
+                "id": str(work.task_id),
+                "status": "approved",
+                "period_key": "",
+                "checklist_version": 2,
+            },
+            "product_absent",
+        ),
+        (
+            "task.submitted",
+            {
+                "id": str(work.task_id),
+                "status": "submitted",
+                "period_key": "",
+                "checklist_version": 1,
+            },
+            None,
+        ),
+        (
+            "task.submitted",
+            {
+                "id": str(work.task_id),
+                "status": "submitted",
+                "period_key": "",
+                "checklist_version": 2,
+            },
+            "product_absent",
+        ),
+    ]
+    answered = {
+        (e["type"], e["data"]["task"]["checklist_version"]): e["data"]["submission"]["answers"]
+        for e in events
+    }
+    assert answered == {
+        ("task.submitted", 1): {},
+        ("task.submitted", 2): answers,
+        ("task.approved", 2): answers,
+    }
