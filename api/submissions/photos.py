@@ -23,7 +23,6 @@ from api.core.deps import CurrentWorker, SessionDep, SettingsDep, StorageDep
 from api.core.errors import Conflict, Invalid, NotFound
 from api.core.models import (
     AuditEvent,
-    Campaign,
     Photo,
     PhotoState,
     Reservation,
@@ -41,7 +40,9 @@ from api.core.schemas import (
     RequestBody,
 )
 from api.core.settings import Settings
+from api.work.checklists import task_checklist
 from api.work.reservations import lock_own_reservation, own_reservation, require_active
+from checklists import Checklist, Item, Kind
 from storage import ObjectStore
 from validation import (
     PhotoContext,
@@ -62,6 +63,13 @@ class PhotoGrantIn(RequestBody):
     content_type: Literal["image/jpeg", "image/heic", "image/heif"]
     size_bytes: int = Field(gt=0, description="Exact size of the file to upload")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex SHA-256 of the file")
+    slot: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="The checklist's photo slot (a photo item's name) the photo is for; may "
+        "be left out when the task's checklist has exactly one photo slot",
+    )
 
 
 class CheckOut(BaseModel):
@@ -85,6 +93,7 @@ class UploadOut(BaseModel):
 class PhotoOut(BaseModel):
     id: uuid.UUID
     reservation_id: uuid.UUID
+    slot: str | None = Field(description="The checklist's photo slot the photo is for")
     state: PhotoState
     content_type: str
     size_bytes: int
@@ -110,6 +119,7 @@ def photo_out(photo: Photo, exif_point: tuple[float, float] | None) -> PhotoOut:
     return PhotoOut(
         id=photo.id,
         reservation_id=photo.reservation_id,
+        slot=photo.slot,
         state=photo.state,
         content_type=photo.content_type,
         size_bytes=photo.size_bytes,
@@ -153,6 +163,7 @@ async def grant_upload(
 ) -> PhotoGrantOut:
     reservation = await lock_own_reservation(session, reservation_id=reservation_id, worker=worker)
     require_active(reservation)
+    slot = photo_slot(await task_checklist(session, reservation.task_id), body.slot)
     earlier = None
     if idempotency_key is not None:
         earlier = await session.scalar(
@@ -164,38 +175,36 @@ async def grant_upload(
         if earlier is not None and not (
             earlier.state == PhotoState.pending and earlier.upload_expires_at <= datetime.now(UTC)
         ):
-            return await _regrant(store, earlier, body, settings)
+            return await _regrant(store, earlier, body, slot.name, settings)
     if body.size_bytes > settings.storage.max_photo_bytes:
         raise Invalid(
             f"A photo is at most {settings.storage.max_photo_bytes} bytes.",
             code="photo_too_large",
             max_bytes=settings.storage.max_photo_bytes,
         )
-    max_photos = (
-        await session.execute(
-            select(Campaign.max_photos)
-            .join(Task, Task.campaign_id == Campaign.id)
-            .where(Task.id == reservation.task_id)
-        )
-    ).scalar_one()
-    # Completed photos, plus grants still usable, count against the campaign's maximum.
+    # Completed photos, plus grants still usable, count against the slot's maximum; refused
+    # uploads and lapsed grants do not, and a deleted photo is gone.
     in_use = (
         await session.execute(
             select(func.count()).where(
                 Photo.reservation_id == reservation.id,
+                Photo.slot == slot.name,
                 (Photo.state == PhotoState.completed)
                 | ((Photo.state == PhotoState.pending) & (Photo.upload_expires_at > func.now())),
             )
         )
     ).scalar_one()
+    max_photos = slot.max_photos or 1
     if in_use >= max_photos:
         raise Conflict(
-            f"This task takes at most {max_photos} photos.",
+            f"The photo slot '{slot.name}' ({slot.label}) takes at most {max_photos} "
+            f"photo{'s' if max_photos > 1 else ''}: delete one to take another.",
             code="too_many_photos",
+            slot=slot.name,
             max_photos=max_photos,
         )
     if earlier is not None:
-        return await _regrant(store, earlier, body, settings)
+        return await _regrant(store, earlier, body, slot.name, settings)
     photo_id = uuid.uuid4()
     ttl = settings.storage.upload_ttl_s
     photo = Photo(
@@ -209,6 +218,7 @@ async def grant_upload(
         state=PhotoState.pending,
         upload_expires_at=datetime.now(UTC) + timedelta(seconds=ttl),
         idempotency_key=idempotency_key,
+        slot=slot.name,
     )
     session.add(photo)
     await session.flush()
@@ -237,13 +247,14 @@ async def _grant_out(store: ObjectStore, photo: Photo, ttl: int) -> PhotoGrantOu
 
 
 async def _regrant(
-    store: ObjectStore, photo: Photo, body: PhotoGrantIn, settings: Settings
+    store: ObjectStore, photo: Photo, body: PhotoGrantIn, slot: str, settings: Settings
 ) -> PhotoGrantOut:
     """A retried grant request: the same photo, with a fresh upload grant while it is pending."""
-    same = (photo.content_type, photo.size_bytes, photo.sha256) == (
+    same = (photo.content_type, photo.size_bytes, photo.sha256, photo.slot) == (
         body.content_type,
         body.size_bytes,
         body.sha256,
+        slot,
     )
     if not same:
         raise Invalid(
@@ -353,6 +364,39 @@ async def _photo_context(
         reservation_expires_at=reservation.expires_at,
         now=now,
         thresholds=settings.checks.thresholds(),
+    )
+
+
+def photo_slot(checklist: Checklist, name: str | None) -> Item:
+    """The photo slot a grant asks for: the named photo item of the task's checklist, or its
+    only photo slot when none is named (clients from before checklists name none)."""
+    slots = [item for item in checklist.items if item.kind is Kind.PHOTO]
+    names = [item.name for item in slots]
+    if name is None:
+        if len(slots) == 1:
+            return slots[0]
+        raise Invalid(
+            f"This task's checklist has {len(slots)} photo slots: say which one the photo is "
+            f"for ({', '.join(names)}).",
+            code="photo_slot_required",
+            slots=names,
+        )
+    for item in checklist.items:
+        if item.name == name:
+            if item.kind is not Kind.PHOTO:
+                raise Invalid(
+                    f"'{name}' is a {item.kind.value} item of this task's checklist, not a "
+                    "photo slot.",
+                    code="not_a_photo_slot",
+                    slot=name,
+                    slots=names,
+                )
+            return item
+    raise Invalid(
+        f"This task's checklist has no item '{name}'; its photo slots: {', '.join(names)}.",
+        code="unknown_photo_slot",
+        slot=name,
+        slots=names,
     )
 
 
@@ -559,8 +603,12 @@ async def grant_upload_route(
         ),
     ] = None,
 ) -> PhotoGrantOut:
-    """Ask for an upload: a presigned request (method, URL, headers or form fields, expiry)
-    bound to one server-chosen key, the content type, the exact size and the SHA-256."""
+    """Ask for an upload for one photo slot of the task's checklist: a presigned request
+    (method, URL, headers or form fields, expiry) bound to one server-chosen key, the content
+    type, the exact size and the SHA-256. The slot may be left out when the checklist has
+    exactly one photo slot. 422 `unknown_photo_slot`, `not_a_photo_slot` (naming it) or
+    `photo_slot_required`; 409 `too_many_photos` once the slot holds its maximum (checked
+    photos and grants whose URL still works; deleting one frees its place)."""
     return await grant_upload(
         session,
         store,
@@ -610,9 +658,9 @@ async def delete_photo_route(
     store: StorageDep,
     after_commit: BackgroundTasks,
 ) -> None:
-    """Delete a photo before submitting, to retake it or to free its slot (a grant whose
-    upload never came included): it no longer counts towards the campaign's maximum nor the
-    verdict, and its file is deleted. Deleting it again answers the same; 409
+    """Delete a photo before submitting, to retake it or to free its place (a grant whose
+    upload never came included): it no longer counts towards its photo slot's maximum nor the
+    answers and the verdict, and its file is deleted. Deleting it again answers the same; 409
     `already_submitted` once the reservation is submitted."""
     key = await delete_photo(
         session, reservation_id=reservation_id, photo_id=photo_id, worker=worker

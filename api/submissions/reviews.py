@@ -31,6 +31,7 @@ from api.submissions.settlement import (
     settle,
 )
 from api.submissions.submit import SubmissionOut, submission_out
+from api.work.checklists import ChecklistOut, campaign_checklist, task_checklist
 from storage import ObjectStore
 
 router = APIRouter(tags=["review"], responses=ERROR_RESPONSES)
@@ -64,10 +65,25 @@ class TaskContext(BaseModel):
 
 class PhotoForReview(BaseModel):
     id: uuid.UUID
+    slot: str | None = Field(description="The checklist's photo slot the photo is for")
     url: str = Field(description="Short-lived link to the original")
     captured_at: datetime | None
     width: int | None
     height: int | None
+
+
+class ItemForReview(BaseModel):
+    """One checklist item as the worker answered it, in checklist order."""
+
+    name: str
+    kind: str
+    label: str
+    answer: Any = Field(
+        None, description="The normalized answer; null when unanswered, for a photo slot or note"
+    )
+    photo_ids: list[uuid.UUID] | None = Field(
+        None, description="A photo slot's checked photos (see photos); null for other kinds"
+    )
 
 
 class WorkerHistory(BaseModel):
@@ -91,6 +107,11 @@ class QueueItem(BaseModel):
     claim_expires_at: datetime | None
     submission: SubmissionOut
     task: TaskContext
+    checklist: ChecklistOut = Field(description="The checklist version the task follows")
+    items: list[ItemForReview] = Field(
+        description="Each checklist item with its answer, or its photos for a photo slot; "
+        "empty answers when the visit ended with an outcome (submission.outcome)"
+    )
     photos: list[PhotoForReview]
     geometry: FeatureCollection = Field(
         description="The store, its geofence, the device fix and each photo's position"
@@ -103,6 +124,13 @@ class ReviewIn(RequestBody):
     reason_code: str | None = Field(None, description="Required to reject (GET /v1/reason-codes)")
     comment: str | None = Field(
         None, max_length=4000, description="Required to reject, and on appeals and disputes"
+    )
+    item: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="A rejection may name the checklist item that failed (an item's name in "
+        "the task's checklist version); the worker sees it with the rejection",
     )
 
 
@@ -126,7 +154,7 @@ _CONTEXT = text(
     """
     SELECT t.id AS task_id, c.id AS campaign_id, c.name AS campaign_name, o.name AS client,
            c.purpose, c.instructions, st.name AS store_name, st.address AS store_address,
-           t.reward_cents, t.currency,
+           t.reward_cents, t.currency, t.checklist_version,
            ST_AsGeoJSON(st.location)::json AS store_point,
            ST_AsGeoJSON(ST_Buffer(st.location, st.geofence_radius_m, 'quad_segs=16'), 7)::json
                AS geofence,
@@ -143,7 +171,7 @@ _CONTEXT = text(
 
 _PHOTOS = text(
     """
-    SELECT id, object_key, captured_at, width, height, exif_accuracy_m,
+    SELECT id, slot, object_key, captured_at, width, height, exif_accuracy_m,
            ST_AsGeoJSON(exif_location)::json AS point
     FROM photo WHERE reservation_id = :reservation_id AND state = 'completed'
     ORDER BY created_at
@@ -210,6 +238,7 @@ async def queue_item(
         if photo.point is not None
     )
     ttl = settings.storage.download_ttl_s
+    checklist = await campaign_checklist(session, context.campaign_id, context.checklist_version)
     return QueueItem(
         kind=KINDS[submission.status],  # type: ignore[arg-type]
         waiting_since=since,
@@ -223,9 +252,23 @@ async def queue_item(
         claim_expires_at=submission.claim_expires_at,
         submission=await submission_out(session, submission, settings),
         task=TaskContext(**{name: getattr(context, name) for name in TaskContext.model_fields}),
+        checklist=checklist,
+        items=[
+            ItemForReview(
+                name=item.name,
+                kind=item.kind,
+                label=item.label,
+                answer=submission.answers.get(item.name),
+                photo_ids=[photo.id for photo in photos if photo.slot == item.name]
+                if item.kind == "photo"
+                else None,
+            )
+            for item in checklist.items
+        ],
         photos=[
             PhotoForReview(
                 id=photo.id,
+                slot=photo.slot,
                 url=await store.presign_download(
                     photo.object_key, expires_in_s=ttl, filename=f"{photo.id}"
                 ),
@@ -297,6 +340,19 @@ async def claim(
     return ClaimOut(submission_id=submission.id, claimed_by=row[0], claim_expires_at=row[1])
 
 
+async def _require_item(session: AsyncSession, submission: Submission, name: str) -> None:
+    """422 ``unknown_item`` unless the task's checklist version has an item of this name."""
+    checklist = await task_checklist(session, submission.task_id)
+    names = [item.name for item in checklist.items]
+    if name not in names:
+        raise Invalid(
+            f"The task's checklist has no item '{name}'.",
+            code="unknown_item",
+            item=name,
+            items=names,
+        )
+
+
 CAUSES = {
     (SubmissionStatus.needs_review, True): "approved_by_reviewer",
     (SubmissionStatus.needs_review, False): "rejected_by_reviewer",
@@ -331,6 +387,13 @@ async def review(
                 because=because,
             )
     reason_code = None if approve else require_code("rejection", body.reason_code)
+    if body.item is not None:
+        if approve:
+            raise Invalid(
+                "Only a rejection names the checklist item that failed.",
+                code="item_without_rejection",
+            )
+        await _require_item(session, submission, body.item)
     contested = submission.status in (SubmissionStatus.disputed, SubmissionStatus.appealed)
     if (not approve or contested) and not body.comment:
         raise Invalid(
@@ -356,6 +419,7 @@ async def review(
             reason_code=reason_code,
             comment=body.comment,
             cause=CAUSES[(submission.status, approve)],
+            item=body.item,
         ),
         settings,
     )
@@ -404,8 +468,10 @@ async def review_route(
     settings: SettingsDep,
 ) -> SubmissionOut:
     """Approve or reject a claimed item. A rejection names a published reason code and says
-    why; an appeal is decided by another reviewer than the one who rejected. Approving credits
-    the reward once; upholding a dispute of approved work reverses it."""
+    why, and may name the checklist item that failed (`item`: 422 `unknown_item` when the
+    task's checklist version has none of that name, `item_without_rejection` on an
+    approval); an appeal is decided by another reviewer than the one who rejected. Approving
+    credits the reward once; upholding a dispute of approved work reverses it."""
     submission = await review(
         session, submission_id=submission_id, reviewer=reviewer, body=body, settings=settings
     )

@@ -52,6 +52,8 @@ class Decision:
     comment: str | None
     # Why this decision happened, for the ledger and the audit trail.
     cause: str
+    # The checklist item a rejection names as the one that failed.
+    item: str | None = None
 
 
 async def lock_submission(session: AsyncSession, submission_id: uuid.UUID) -> Submission:
@@ -78,6 +80,9 @@ _CREDIT = text(
         SELECT seq, kind FROM ledger_entry WHERE submission_id = s.id ORDER BY seq DESC LIMIT 1
     ) last ON true
     WHERE s.id = :submission_id AND (last.kind IS NULL OR last.kind = 'reversed')
+      -- An outcome a campaign pays nothing for is approved with no entry: the ledger holds
+      -- amounts, never zero.
+      AND s.reward_cents > 0
     RETURNING id
     """
 )
@@ -146,6 +151,7 @@ async def settle(
         .values(
             status=SubmissionStatus.approved if decision.approve else SubmissionStatus.rejected,
             reason_code=decision.reason_code,
+            reason_item=decision.item,
             decision_comment=decision.comment,
             decided_by=decision.actor_id,
             decided_at=func.now(),
@@ -201,6 +207,7 @@ async def settle(
         previous_status=previous.value,
         cause=decision.cause,
         reason_code=decision.reason_code,
+        reason_item=decision.item,
         comment=decision.comment,
         ledger_entry_id=entry,
     )

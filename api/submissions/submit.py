@@ -11,14 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from anyio import to_thread
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text, true, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +31,7 @@ from api.core.models import (
     Appeal,
     Campaign,
     Dispute,
+    Outcome,
     Photo,
     PhotoState,
     ReservationState,
@@ -56,7 +59,19 @@ from api.events import outbox
 from api.submissions.photos import CheckOut
 from api.submissions.reason_codes import FAILED_CHECKS, describe
 from api.submissions.settlement import deadline, mirror_on_task
+from api.work.checklists import task_checklist
 from api.work.reservations import lock_own_reservation, require_active
+from checklists import (
+    AnswerValue,
+    Checklist,
+    ChecklistError,
+    InvalidAnswers,
+    Item,
+    Kind,
+    evaluate,
+    validate_answers,
+)
+from checklists.model import MAX_ITEMS
 from validation import (
     NEAR_DUPLICATE_MAX_DISTANCE,
     Check,
@@ -81,6 +96,19 @@ class DeviceFixIn(RequestBody):
 
 class SubmitIn(RequestBody):
     device_fix: DeviceFixIn
+    answers: dict[str, Any] = Field(
+        default_factory=dict,
+        max_length=MAX_ITEMS,
+        description="The checklist's answers by item name: yes/no true or false, a number, a "
+        "choice's name, a list of choice names, a string. Photo slots are not answered (their "
+        "checked photos count) and notes take nothing. Absent or empty with an outcome.",
+    )
+    outcome: Outcome | None = Field(
+        None,
+        description="Set when the visit could not be completed: why. It takes no answers, "
+        "needs at least one checked photo as evidence (the storefront) and earns the "
+        "campaign's incomplete_reward_cents once approved.",
+    )
 
 
 class AppealOut(BaseModel):
@@ -112,6 +140,9 @@ class SubmissionOut(BaseModel):
     status: SubmissionStatus = Field(description="Where the submission stands now")
     reason_code: str | None = Field(description="Why it was decided so (GET /v1/reason-codes)")
     reason: str | None = Field(description="The reason code's published text")
+    reason_item: str | None = Field(
+        description="The checklist item the rejection names as the one that failed"
+    )
     decision_comment: str | None
     decided_by: str | None = Field(description="checks | reviewer | admin | client | rules")
     decided_at: datetime | None
@@ -131,6 +162,18 @@ class SubmissionOut(BaseModel):
     device_fixed_at: datetime
     device_is_mock: bool
     photo_ids: list[uuid.UUID]
+    photos_by_slot: dict[str, list[uuid.UUID]] = Field(
+        description="The checked photos by the checklist's photo slot, in order taken"
+    )
+    checklist_version: int = Field(description="The task's checklist version answered")
+    answers: dict[str, Any] = Field(
+        description="The answers as stored (normalized), by item name, in checklist order"
+    )
+    outcome: Outcome | None = Field(description="Why the visit could not be completed, if so")
+    reward_cents: int = Field(
+        description="What approval credits: the task's reward, or the campaign's pay for an "
+        "outcome, as they stood when submitted"
+    )
     created_at: datetime
 
 
@@ -142,10 +185,67 @@ INITIAL_STATUS = {
 
 
 def request_fingerprint(reservation_id: uuid.UUID, body: SubmitIn) -> str:
-    canonical = json.dumps(
-        {"reservation_id": str(reservation_id), **body.model_dump(mode="json")}, sort_keys=True
-    )
+    fields = body.model_dump(mode="json")
+    # Left out when empty: a body without them means what it meant before they existed, and
+    # hashes the same, so a retry across the change is still recognized.
+    if not fields["answers"]:
+        del fields["answers"]
+    if fields["outcome"] is None:
+        del fields["outcome"]
+    canonical = json.dumps({"reservation_id": str(reservation_id), **fields}, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _problems(errors: list[ChecklistError]) -> str:
+    more = len(errors) - 1
+    return f", and {more} more problem{'s' if more > 1 else ''}." if more else "."
+
+
+def _refuse_answers(
+    errors: list[ChecklistError], checklist: Checklist, counts: Mapping[str, int]
+) -> NoReturn:
+    """422 ``invalid_answers`` listing every problem; the sentence names the first, or a
+    photo slot short of photos first of all, with its count (what a worker fixes first)."""
+    detail = None
+    for error in errors:
+        if error.field != "photos" or error.item is None:
+            continue
+        try:
+            item = checklist.item(error.item)
+        except KeyError:
+            continue
+        have, low = counts.get(item.name, 0), item.min_photos or 1
+        if item.kind is Kind.PHOTO and have < low and not error.reason.startswith("not asked"):
+            detail = (
+                f"The photo slot '{item.name}' ({item.label}) needs at least {low} checked "
+                f"photo{'s' if low > 1 else ''}; {have} so far"
+            )
+            break
+    if detail is None:
+        first = errors[0]
+        where = f"{first.item}: " if first.item else ""
+        detail = f"The answers do not fit this task's checklist: {where}{first.reason}"
+    raise Invalid(
+        detail + _problems(errors),
+        code="invalid_answers",
+        errors=[error.to_dict() for error in errors],
+    )
+
+
+def _slot_bounds(checklist: Checklist, answers: Mapping[str, AnswerValue]) -> tuple[int, int]:
+    """The fewest and most photos the slots these answers ask for may hold together (at least
+    one: photos are what the checks verify). Conditions read earlier items only, so the final
+    answers decide each slot as the answers' own validation did."""
+    low = high = 0
+    for item in checklist.items:
+        condition = checklist.conditions.get(item.name)
+        if item.kind is not Kind.PHOTO or (
+            condition is not None and not evaluate(condition, answers)
+        ):
+            continue
+        low += (item.min_photos or 1) if item.required else 0
+        high += item.max_photos or 1
+    return max(1, low), max(1, high)
 
 
 _DUPLICATES = text(
@@ -251,13 +351,16 @@ async def submission_out(
     # What the answer adds to the row, read in one statement: its appeal and dispute (one each
     # at most, by their unique submission_id), who decided, the device position and the photos.
     decider = User.__table__.alias("decider")
-    photo_ids_of = (
-        select(func.array_agg(aggregate_order_by(Photo.id, Photo.created_at)))
+    photos_of = (
+        select(
+            func.array_agg(aggregate_order_by(Photo.id, Photo.created_at)),
+            func.array_agg(aggregate_order_by(Photo.slot, Photo.created_at)),
+        )
         .where(
             Photo.reservation_id == submission.reservation_id,
             Photo.state == PhotoState.completed,
         )
-        .scalar_subquery()
+        .subquery()
     )
     row = (
         await session.execute(
@@ -267,16 +370,22 @@ async def submission_out(
                 decider.c.role,
                 func.ST_Y(func.geometry(Submission.device_location)),
                 func.ST_X(func.geometry(Submission.device_location)),
-                photo_ids_of,
+                *photos_of.c,
+                Task.checklist_version,
             )
             .select_from(Submission)
+            .join(Task, Task.id == Submission.task_id)
+            .join(photos_of, true())
             .outerjoin(Appeal, Appeal.submission_id == Submission.id)
             .outerjoin(Dispute, Dispute.submission_id == Submission.id)
             .outerjoin(decider, decider.c.id == Submission.decided_by)
             .where(Submission.id == submission.id)
         )
     ).one()
-    appeal, dispute, decider_role, lat, lon, photo_ids = row
+    appeal, dispute, decider_role, lat, lon, photo_ids, photo_slots, checklist_version = row
+    by_slot: dict[str, list[uuid.UUID]] = {}
+    for photo_id, slot in zip(photo_ids or [], photo_slots or [], strict=True):
+        by_slot.setdefault(slot, []).append(photo_id)
     status = submission.status
     undecided = status in (SubmissionStatus.pending_acceptance, SubmissionStatus.needs_review)
     can_appeal = (
@@ -293,6 +402,7 @@ async def submission_out(
         status=status,
         reason_code=submission.reason_code,
         reason=describe(submission.reason_code),
+        reason_item=submission.reason_item,
         decision_comment=submission.decision_comment,
         decided_by=_decided_by(submission, decider_role),
         decided_at=submission.decided_at,
@@ -334,6 +444,11 @@ async def submission_out(
         device_fixed_at=submission.device_fixed_at,
         device_is_mock=submission.device_is_mock,
         photo_ids=photo_ids or [],
+        photos_by_slot=by_slot,
+        checklist_version=checklist_version,
+        answers=submission.answers,
+        outcome=submission.outcome,
+        reward_cents=submission.reward_cents,
         created_at=submission.created_at,
     )
 
@@ -382,12 +497,11 @@ async def submit(
     task_row = (
         await session.execute(
             select(
-                Campaign.min_photos,
-                Campaign.max_photos,
                 func.ST_Y(func.geometry(Store.location)),
                 func.ST_X(func.geometry(Store.location)),
                 Store.geofence_radius_m,
                 Task.reward_cents,
+                Campaign.incomplete_reward_cents,
             )
             .select_from(Task)
             .join(Campaign, Campaign.id == Task.campaign_id)
@@ -395,14 +509,10 @@ async def submit(
             .where(Task.id == reservation.task_id)
         )
     ).one()
-    min_photos, max_photos, store_lat, store_lon, radius, reward_cents = task_row
-    if len(photos) < min_photos:
-        raise Invalid(
-            f"This task needs at least {min_photos} checked photos; {len(photos)} so far.",
-            code="not_enough_photos",
-            min_photos=min_photos,
-            completed_photos=len(photos),
-        )
+    store_lat, store_lon, radius, task_reward, incomplete_reward = task_row
+    checklist = await task_checklist(session, reservation.task_id)
+    answers, (min_photos, max_photos) = _checked_answers(checklist, body, photos)
+    reward_cents = task_reward if body.outcome is None else incomplete_reward
     fix = body.device_fix
     context = SubmissionContext(
         device=DeviceFix(
@@ -440,6 +550,8 @@ async def submit(
         device_fixed_at=fix.fixed_at,
         device_is_mock=fix.is_mock,
         reward_cents=reward_cents,
+        answers=answers,
+        outcome=body.outcome,
         report=report,
         verdict=outcome,
         status=INITIAL_STATUS[outcome],
@@ -466,11 +578,51 @@ async def submit(
         object_type="submission",
         object_id=submission.id,
         verdict=outcome.value,
+        outcome=body.outcome,
         failed=[c["code"] for c in report if c["outcome"] == "fail"],
         warned=[c["code"] for c in report if c["outcome"] == "warn"],
     )
     await outbox.emit_submitted(session, submission.id)
     return submission, True
+
+
+def _checked_answers(
+    checklist: Checklist, body: SubmitIn, photos: list[Photo]
+) -> tuple[dict[str, AnswerValue], tuple[int, int]]:
+    """The normalized answers and the bounds of the photo count, or 422 ``invalid_answers``
+    (and for an outcome without evidence ``outcome_evidence_required``)."""
+    counts = Counter(photo.slot for photo in photos if photo.slot is not None)
+    if body.outcome is not None:
+        if body.answers:
+            _refuse_answers(
+                [
+                    ChecklistError(name, "answer", "a visit ended with an outcome takes no answers")
+                    for name in body.answers
+                ],
+                checklist,
+                counts,
+            )
+        if not photos:
+            raise Invalid(
+                "A visit that could not be completed needs at least one checked photo as "
+                "evidence: the storefront, taken at the store.",
+                code="outcome_evidence_required",
+                outcome=body.outcome.value,
+            )
+        return {}, (1, max(1, sum(item.max_photos or 1 for item in _photo_slots(checklist))))
+    try:
+        answers = validate_answers(checklist, body.answers, counts)
+    except InvalidAnswers as exc:
+        _refuse_answers(exc.errors, checklist, counts)
+    if not photos:  # every slot optional and none filled: nothing for the checks to verify
+        _refuse_answers(
+            [ChecklistError(None, "photos", "at least one checked photo")], checklist, counts
+        )
+    return answers, _slot_bounds(checklist, answers)
+
+
+def _photo_slots(checklist: Checklist) -> list[Item]:
+    return [item for item in checklist.items if item.kind is Kind.PHOTO]
 
 
 def _without_photo(check: dict[str, Any]) -> dict[str, Any]:
@@ -500,9 +652,22 @@ async def submit_route(
     settings: SettingsDep,
     request: Request,
 ) -> Response:
-    """Submit the reservation's checked photos with the device's position fix. Returns the
-    validation report (each check with its measured value, threshold and message) and the
-    verdict: `accepted`, `needs_review` (a person looks) or `rejected` (with the reasons).
+    """Submit the reservation's checked photos, the checklist's `answers` and the device's
+    position fix. The answers and each photo slot's count of checked photos are validated
+    against the task's checklist version (type, range, decimals, choices, length, required
+    items, conditions); any problem is a 422 `invalid_answers` with `errors` [{item, field,
+    reason}], and nothing is stored.
+
+    A visit that could not be completed ends with an `outcome` (`store_closed`,
+    `product_absent`, `refused_entry`, `unsafe`) instead of answers: it takes no answers,
+    needs at least one checked photo as evidence (422 `outcome_evidence_required`), which
+    goes through the same checks as any photo, and is reviewed and paid like any submission,
+    at the campaign's `incomplete_reward_cents`. A campaign paying 0 for outcomes still takes
+    the report, and its approval earns 0.
+
+    Returns the validation report (each check with its measured value, threshold and
+    message) and the verdict: `accepted`, `needs_review` (a person looks) or `rejected` (with
+    the reasons).
     A retry with the same key and body gets the first answer again, the same bytes, with
     `Idempotent-Replayed: true`; `GET /v1/submissions/{id}` says where it stands now."""
     submission, created = await submit(

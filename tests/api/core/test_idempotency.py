@@ -269,7 +269,10 @@ async def test_a_grant_retried_after_its_url_expired_is_a_live_slot_within_the_m
     counts against the campaign's maximum again until that URL expires (and the reconciler
     leaves it alone until then), and it comes back only if there is room for it."""
     _, worker, task_id = await arrange(factory)
-    await db.execute("UPDATE campaign SET max_photos = 1")
+    await db.execute(  # the factory's one photo slot takes at most 1 photo here
+        "UPDATE checklist_version SET definition = "
+        "jsonb_set(definition, '{items,0,max_photos}', '1')"
+    )
     reservation_id = await reserve(http, worker, task_id)
     data = shelf_photo()
     body = {

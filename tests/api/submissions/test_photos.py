@@ -27,8 +27,12 @@ async def arrange(factory, *, min_photos: int = 1):
     worker = await factory.account(Role.worker)
     store_id = await factory.store(client.organization_id, lat=STORE[0], lon=STORE[1])
     _, (task_id,) = await factory.campaign(client, [store_id])
-    if min_photos != 1:
-        await factory.db.execute("UPDATE campaign SET min_photos = $1", min_photos)
+    if min_photos != 1:  # the factory's one photo slot asks for 1 to 3 photos
+        await factory.db.execute(
+            "UPDATE checklist_version SET definition = "
+            "jsonb_set(definition, '{items,0,min_photos}', to_jsonb($1::int))",
+            min_photos,
+        )
     return worker, task_id
 
 
@@ -366,7 +370,14 @@ async def test_submit_needs_checked_photos_and_a_key(http, factory, db):
         http, worker, reservation_id, await upload(http, worker, reservation_id, shelf_photo())
     )
     short = await submit(http, worker, reservation_id, device_fix())
-    assert (short.status_code, short.json()["code"]) == (422, "not_enough_photos")
+    assert short.status_code == 422
+    assert short.json() == {
+        "detail": "The photo slot 'photos' (Photos) needs at least 2 checked photos; 1 so far.",
+        "code": "invalid_answers",
+        "errors": [
+            {"item": "photos", "field": "photos", "reason": "1 photos, expected between 2 and 3"}
+        ],
+    }
     no_key = await http.post(
         f"/v1/reservations/{reservation_id}/submit", headers=worker.headers, json=device_fix()
     )
