@@ -434,7 +434,7 @@ async def test_clients_get_sanitized_copies_of_accepted_photos_only(http, factor
     by_task = {item["task_id"]: item for item in results.json()["items"]}
     assert by_task[str(good_task)]["verdict"] == "accepted"
     assert by_task[str(good_task)]["photos"] == [
-        {"id": p1, "url": f"/v1/campaigns/{campaign_id}/photos/{p1}"}
+        {"id": p1, "slot": "photos", "url": f"/v1/campaigns/{campaign_id}/photos/{p1}"}
     ]
     assert by_task[str(far_task)]["verdict"] == "rejected"
     assert by_task[str(far_task)]["photos"] == []  # a rejected worker's photos stay private
