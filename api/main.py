@@ -14,7 +14,15 @@ from fastapi.responses import JSONResponse
 from api import console
 from api.accounts import auth, me
 from api.background.housekeeping import sweep_forever
-from api.clients import campaigns, results, store_import, stores, webhooks
+from api.clients import (
+    campaign_edits,
+    campaigns,
+    checklist_import,
+    results,
+    store_import,
+    stores,
+    webhooks,
+)
 from api.core import observability
 from api.core.body_limit import BodySizeLimit
 from api.core.db import make_engine, make_sessionmaker
@@ -104,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     resources = (auth, stores, store_import, campaigns, nearby, tasks, reservations, routes, photos)
     settling = (reviews, contests, earnings, reason_codes, suspensions, task_reports, me, webhooks)
     for module in (*resources, results, submissions, uploads, assignments, alerts, *settling):
+        app.include_router(module.router)
+    for module in (campaign_edits, checklist_import):
         app.include_router(module.router)
     console.install(app)
 

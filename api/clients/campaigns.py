@@ -399,8 +399,14 @@ def _campaign_out(
     )
 
 
-async def own_campaign(session: AsyncSession, *, client: User, campaign_id: uuid.UUID) -> Campaign:
-    campaign = await session.get(Campaign, campaign_id)
+async def own_campaign(
+    session: AsyncSession, *, client: User, campaign_id: uuid.UUID, lock: bool = False
+) -> Campaign:
+    """The client's campaign, or 404; ``lock``: locked for update, read afresh (changes to a
+    campaign apply one after another)."""
+    campaign = await session.get(
+        Campaign, campaign_id, with_for_update=lock, populate_existing=lock
+    )
     if campaign is None or campaign.organization_id != client.organization_id:
         raise NotFound("No such campaign.", code="campaign_not_found")
     return campaign

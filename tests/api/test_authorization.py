@@ -100,6 +100,38 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
     ("GET", "/v1/campaigns", None, CLIENT_ONLY),
     ("GET", "/v1/campaigns/{campaign_id}", None, OWN_CLIENT_ONLY),
     ("POST", "/v1/campaigns/{campaign_id}/cancel", None, OWN_CLIENT_ONLY),
+    (
+        "PATCH",
+        "/v1/campaigns/{campaign_id}",
+        lambda w: {"json": {"reward_cents": 700}},
+        OWN_CLIENT_ONLY,
+    ),
+    (
+        "POST",
+        "/v1/campaigns/{campaign_id}/stores",
+        lambda w: {"json": {"target": {"store_ids": [w.store_id]}}},
+        (401, 403, 409, 404, 403, 403),  # the store is in the campaign already
+    ),
+    ("POST", "/v1/campaigns/{campaign_id}/pause", None, OWN_CLIENT_ONLY),
+    ("POST", "/v1/campaigns/{campaign_id}/resume", None, (401, 403, 409, 404, 403, 403)),
+    (
+        "PUT",
+        "/v1/campaigns/{campaign_id}/checklist",
+        lambda w: {
+            "json": {"checklist": {"items": [{"kind": "photo", "name": "shelf", "label": "Shelf"}]}}
+        },
+        OWN_CLIENT_ONLY,
+    ),
+    ("GET", "/v1/campaigns/{campaign_id}/checklists", None, OWN_CLIENT_ONLY),
+    (
+        "POST",
+        "/v1/checklists/xlsform",
+        lambda w: {
+            "content": b"survey,type,name,label\n,image,shelf,Shelf\n",
+            "headers": {"Content-Type": "text/csv"},
+        },
+        CLIENT_ONLY,
+    ),
     ("GET", "/v1/campaigns/{campaign_id}/results", None, OWN_CLIENT_ONLY),
     (
         "GET",
