@@ -30,6 +30,7 @@ from api.core.errors import Conflict, Invalid, NotFound
 from api.core.models import (
     Appeal,
     Campaign,
+    ChecklistVersion,
     Dispute,
     Outcome,
     Photo,
@@ -372,9 +373,15 @@ async def submission_out(
                 func.ST_X(func.geometry(Submission.device_location)),
                 *photos_of.c,
                 Task.checklist_version,
+                ChecklistVersion.definition,
             )
             .select_from(Submission)
             .join(Task, Task.id == Submission.task_id)
+            .join(
+                ChecklistVersion,
+                (ChecklistVersion.campaign_id == Task.campaign_id)
+                & (ChecklistVersion.version == Task.checklist_version),
+            )
             .join(photos_of, true())
             .outerjoin(Appeal, Appeal.submission_id == Submission.id)
             .outerjoin(Dispute, Dispute.submission_id == Submission.id)
@@ -382,7 +389,13 @@ async def submission_out(
             .where(Submission.id == submission.id)
         )
     ).one()
-    appeal, dispute, decider_role, lat, lon, photo_ids, photo_slots, checklist_version = row
+    (appeal, dispute, decider_role, lat, lon, photo_ids, photo_slots, version, definition) = row
+    # JSONB keeps no key order: the answers are put back in the checklist's.
+    answers = {
+        item["name"]: submission.answers[item["name"]]
+        for item in definition["items"]
+        if item["name"] in submission.answers
+    }
     by_slot: dict[str, list[uuid.UUID]] = {}
     for photo_id, slot in zip(photo_ids or [], photo_slots or [], strict=True):
         by_slot.setdefault(slot, []).append(photo_id)
@@ -445,8 +458,8 @@ async def submission_out(
         device_is_mock=submission.device_is_mock,
         photo_ids=photo_ids or [],
         photos_by_slot=by_slot,
-        checklist_version=checklist_version,
-        answers=submission.answers,
+        checklist_version=version,
+        answers=answers,
         outcome=submission.outcome,
         reward_cents=submission.reward_cents,
         created_at=submission.created_at,
