@@ -56,6 +56,25 @@ async def campaigns(http, factory: Factory) -> Case:
     )
 
 
+async def campaign_stores(http, factory: Factory) -> Case:
+    client = await factory.account(Role.client)
+    first, second, third = await factory.stores_at(
+        client.organization_id, [(48.85, 2.35), (48.86, 2.36), (48.87, 2.37)]
+    )
+    campaign_id, _ = await factory.campaign(client, [first])
+    path = f"/v1/campaigns/{campaign_id}/stores"
+    return Case(
+        client,
+        (path, {"json": {"target": {"store_ids": [str(second)]}}}),
+        (path, {"json": {"target": {"store_ids": [str(third)]}}}),
+        f"SELECT count(*) FROM task WHERE campaign_id = '{campaign_id}'",
+        once=2,
+        # A colleague's same request finds the store in the campaign already.
+        colleague=(409, 2),
+        route="POST /v1/campaigns/{campaign_id}/stores",
+    )
+
+
 async def stores(http, factory: Factory) -> Case:
     client = await factory.account(Role.client)
     store = {"name": "Bastille", "lat": STORE[0], "lon": STORE[1], "timezone": "Europe/Paris"}
@@ -257,6 +276,7 @@ def unchanged(fingerprint: dict[str, Any]) -> dict[str, Any]:
 
 CASES: list[Callable[[Factory], Awaitable[Case]]] = [
     campaigns,
+    campaign_stores,
     stores,
     store_import,
     alert_areas,
@@ -338,6 +358,7 @@ async def test_a_refused_request_leaves_no_key(http, factory, db):
 
 CONCURRENT_CASES = [
     campaigns,
+    campaign_stores,
     assignments,
     route_reservations,
     webhooks,
