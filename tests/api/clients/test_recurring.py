@@ -309,3 +309,30 @@ async def test_a_schedule_with_no_period_in_the_window_is_refused(http, factory,
         "time_zones": ["Europe/Paris"],
     }
     assert await table_fingerprint(db) == before
+
+
+async def test_the_sweep_alerts_workers_to_a_new_periods_tasks_as_a_launch_does(
+    http, factory, db, settings
+):
+    client = await factory.account(Role.client)
+    worker = await factory.account(Role.worker)
+    area = {"circle": {"lat": PARIS[0], "lon": PARIS[1], "radius_m": 500}}
+    created = await http.post("/v1/me/alert-areas", headers=worker.headers, json=area)
+    assert created.status_code == 201
+    await factory.stores_at(client.organization_id, [PARIS])  # UTC
+    launched = await http.post(
+        "/v1/campaigns", headers=client.headers, json=campaign_body(schedule=daily_now())
+    )
+    assert launched.status_code == 201, launched.text
+    # Arranged: the campaign's one task is yesterday's, as if launched then; today's period
+    # has started and has no task yet.
+    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    await db.execute("UPDATE task SET period_key = $1", yesterday)
+    await db.execute("DELETE FROM alert")
+
+    summary = await jobs.run_once(settings, "expire_reservations", None)
+    assert summary["period_tasks_created"] == 1
+    new = await db.fetchval("SELECT id FROM task WHERE period_key <> $1", yesterday)
+    alerts = (await http.get("/v1/me/alerts", headers=worker.headers)).json()["items"]
+    assert [a["task_id"] for a in alerts] == [str(new)]
+    assert (await jobs.run_once(settings, "expire_reservations", None))["period_tasks_created"] == 0
