@@ -54,12 +54,9 @@ async def _sweep(args: argparse.Namespace) -> None:
 async def _seed_demo(args: argparse.Namespace) -> None:
     from api.demo import seed_demo
 
-    engine = make_engine(Settings().db)
-    try:
-        async with make_sessionmaker(engine)() as session, session.begin():
-            await seed_demo(session, stores=args.stores)
-    finally:
-        await engine.dispose()
+    # The demo's campaigns and submissions are made through the API, in-process: it opens
+    # its own connections and commits as each request does.
+    await seed_demo(Settings(), stores=args.stores)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,7 +32,7 @@ import httpx
 from geo.distance import geodesic_m
 from sim.campaign import PASSWORD_BYTES, PHOTOS_PER_TASK, open_campaign, simulated_email
 from sim.http import Api, ApiError
-from sim.photos import shelf_photo
+from sim.photos import phone_photo
 from sim.plan import DISTRICT, TIMEZONE, Kind, Persona, Plan, point_at
 
 ROUTE_BUDGET_MINUTES = 120
@@ -283,7 +283,7 @@ async def visit(
         else:
             seed = day.photo_seed + persona.index * 10_000 + number * 100 + photo_number
             data = await asyncio.to_thread(
-                shelf_photo,
+                phone_photo,
                 seed=seed,
                 lat=camera[0],
                 lon=camera[1],
