@@ -144,13 +144,17 @@ ACCEPTED_REFUSALS: dict[str, dict[str, str]] = {
     "POST /v1/reservations/{reservation_id}/photos": {
         "photo_too_large": "bound from settings",
         "idempotency_key_reused": "state: a key an earlier request used for another photo",
+        "unknown_photo_slot": "the task's checklist: its photo slots",
+        "not_a_photo_slot": "the task's checklist: its photo slots",
+        "photo_slot_required": "the task's checklist: its photo slots",
     },
     "POST /v1/reservations/{reservation_id}/photos/{photo_id}/complete": {
         "upload_missing": "the photo's state: uploaded first",
         "photo_refused": "the uploaded file's contents",
     },
     "POST /v1/reservations/{reservation_id}/submit": {
-        "not_enough_photos": "the reservation's state: checked photos first",
+        "invalid_answers": "the task's checklist and the reservation's checked photos",
+        "outcome_evidence_required": "the reservation's state: a checked photo first",
         "idempotency_key_reused": "state: a key an earlier request used for another body",
     },
     "PUT /v1/uploads/{token}": {
@@ -162,7 +166,11 @@ ACCEPTED_REFUSALS: dict[str, dict[str, str]] = {
         f"body: {_VALUE_ERROR}give exactly one of circle, polygon": "one shape",
         f"body.polygon: {_VALUE_ERROR}": "a valid GeoJSON polygon",
     },
-    "POST /v1/submissions/{submission_id}/review": _REASON_CODES,
+    "POST /v1/submissions/{submission_id}/review": {
+        **_REASON_CODES,
+        "unknown_item": "the task's checklist: its items",
+        "item_without_rejection": "two fields together: an item names what a rejection failed",
+    },
     "POST /v1/submissions/{submission_id}/dispute": _REASON_CODES,
     "POST /v1/users/{user_id}/suspension": _REASON_CODES,
     "POST /v1/tasks/{task_id}/reports": _REASON_CODES,
