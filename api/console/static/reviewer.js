@@ -105,6 +105,11 @@ function contestPanel(item) {
   return null;
 }
 
+function slotLabel(item, photo) {
+  const slot = item.checklist?.items.find((i) => i.name === photo.slot);
+  return slot ? ` (${slot.label})` : "";
+}
+
 function photoGallery(item) {
   if (!item.photos.length) return h("p", {}, "No photo.");
   return h("div", { class: "gallery" }, item.photos.map((photo, index) => {
@@ -112,10 +117,46 @@ function photoGallery(item) {
       type: "button", class: "photo", "aria-pressed": "false",
       onclick: () => toggleZoom(button),
     },
-    h("img", { src: photo.url, alt: `Photo ${index + 1} of ${item.photos.length}, taken ${when(photo.captured_at)}` }),
-    h("span", { class: "photo-caption" }, `Photo ${index + 1}: ${photo.width ?? "?"}×${photo.height ?? "?"} px, taken ${when(photo.captured_at)}. Click or Z to zoom.`));
+    h("img", { src: photo.url, alt: `Photo ${index + 1} of ${item.photos.length}${slotLabel(item, photo)}, taken ${when(photo.captured_at)}` }),
+    h("span", { class: "photo-caption" }, `Photo ${index + 1}${slotLabel(item, photo)}: ${photo.width ?? "?"}×${photo.height ?? "?"} px, taken ${when(photo.captured_at)}. Click or Z to zoom.`));
     return button;
   }));
+}
+
+const OUTCOMES = {
+  store_closed: "the store was closed",
+  product_absent: "the product was absent",
+  refused_entry: "entry was refused",
+  unsafe: "it was unsafe",
+};
+
+function answerText(answer, item) {
+  if (answer === null || answer === undefined || answer === "") return "—";
+  if (answer === true) return "Yes";
+  if (answer === false) return "No";
+  const choices = Object.fromEntries((item?.choices ?? []).map((c) => [c.name, c.label]));
+  if (Array.isArray(answer)) return answer.map((a) => choices[a] ?? a).join(", ") || "—";
+  if (typeof answer === "string") return choices[answer] ?? answer;
+  return item?.unit ? `${answer} ${item.unit}` : String(answer);
+}
+
+// The checklist as the worker answered it: each question's answer, each slot's photos (by their
+// number in the gallery), in the checklist's order.
+function checklistPanel(item) {
+  const photoNumber = Object.fromEntries(item.photos.map((p, i) => [p.id, i + 1]));
+  const definition = Object.fromEntries(item.checklist.items.map((i) => [i.name, i]));
+  const outcome = item.submission.outcome;
+  const rows = item.items.filter((entry) => entry.kind !== "note").map((entry) => h("tr", { "data-item": entry.name },
+    h("th", { scope: "row" }, entry.label, h("span", { class: "hint" }, ` ${entry.name}`)),
+    h("td", {}, entry.kind === "photo"
+      ? (entry.photo_ids?.length ? entry.photo_ids.map((p) => `photo ${photoNumber[p] ?? "?"}`).join(", ") : "no photo")
+      : answerText(entry.answer, definition[entry.name]))));
+  return h("section", { class: "panel checklist", "aria-labelledby": "checklist-title" },
+    h("h2", { id: "checklist-title" }, `Checklist (version ${item.checklist.version})`),
+    outcome
+      ? h("p", { class: "outcome", role: "note" }, h("strong", {}, "Couldn't complete: "), `${OUTCOMES[outcome] ?? outcome} (${outcome}). The photos are the evidence.`)
+      : null,
+    table("Each checklist item and what the worker answered or photographed", ["Item", "Answer"], rows, "answers"));
 }
 
 function toggleZoom(button) {
@@ -149,6 +190,9 @@ export async function reviewScreen(main, id) {
   const reason = h("select", { id: "reason", name: "reason", "aria-describedby": "reason-hint" },
     h("option", { value: "" }, "Choose a reason to reject…"),
     reasons.map((r) => h("option", { value: r.code }, `${r.code}: ${r.description}`)));
+  const failedItem = h("select", { id: "item", name: "item", "aria-describedby": "item-hint" },
+    h("option", { value: "" }, "No particular item"),
+    item.checklist.items.filter((i) => i.kind !== "note").map((i) => h("option", { value: i.name }, i.label)));
   const comment = h("textarea", { id: "comment", name: "comment", rows: 3, maxlength: 4000, "aria-describedby": "comment-hint" });
   const error = h("p", { class: "error", role: "alert" });
   const decide = async (decision) => {
@@ -163,6 +207,7 @@ export async function reviewScreen(main, id) {
       }
       body.reason_code = reason.value;
       body.comment = words || reasons.find((r) => r.code === reason.value).description;
+      if (failedItem.value) body.item = failedItem.value;
     } else if (words) {
       body.comment = words;
     } else if (contested) {
@@ -193,6 +238,7 @@ export async function reviewScreen(main, id) {
       h("p", { class: claim ? "meta" : "error", role: claim ? null : "alert" },
         claim ? `Held by you until ${when(claim.claim_expires_at)}.` : `Not held: ${claimError}`)),
     h("section", { class: "photos", "aria-label": "Photos" }, photoGallery(item)),
+    checklistPanel(item),
     h("section", { class: "panel where", "aria-labelledby": "map-title" },
       h("h2", { id: "map-title" }, "Where"),
       reviewMap(item, config)),
@@ -200,6 +246,7 @@ export async function reviewScreen(main, id) {
     h("form", { class: "panel decision", "aria-labelledby": "decision-title", onsubmit: (e) => e.preventDefault() },
       h("h2", { id: "decision-title" }, "Decision"),
       field("reason", "Reason code (required to reject)", reason, "The worker sees the code and its published text."),
+      field("item", "Checklist item that failed (optional)", failedItem, "The worker sees which item the rejection is about."),
       field("comment", contested ? "Comment (required)" : "Comment (optional; a rejection without one shows the reason's text)", comment,
         "The worker reads it."),
       h("div", { class: "actions" },
