@@ -232,10 +232,9 @@ class _Asked:
 
     @staticmethod
     def of(request: Request) -> _Asked:
+        """What ``nearby_query`` made of them; nothing if FastAPI refused them first."""
         asked: _Asked | None = getattr(request.state, "nearby_asked", None)
-        if asked is None:
-            asked = request.state.nearby_asked = _Asked()
-        return asked
+        return _Asked() if asked is None else asked
 
 
 # The route's dependencies read the settings from the app, not through SettingsDep: every
@@ -250,7 +249,7 @@ async def nearby_query(
     limit: Annotated[int, Query(ge=1, description="At most 100")] = 20,
 ) -> NearbyQuery:
     work = cast(Settings, request.app.state.settings).work
-    asked = _Asked.of(request)
+    asked = request.state.nearby_asked = _Asked()
     radius = work.nearby_default_radius_m if radius_m is None else radius_m
     query = NearbyQuery(lat=lat, lon=lon, radius_m=radius, limit=limit)
     # Raised by nearby_worker, once the account is known to pass: a refused account hears
@@ -316,10 +315,14 @@ nearby_worker.even_suspended = _WORKER.even_suspended  # type: ignore[attr-defin
 @contextlib.asynccontextmanager
 async def _connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
     """A connection of the app's pool, outside any transaction: each statement sees its own
-    snapshot, as GET requests' sessions do."""
-    async with request.app.state.engine.connect() as connection:
-        pooled = await connection.get_raw_connection()
+    snapshot, as GET requests' sessions do. Checked out with ``AsyncEngine.raw_connection``,
+    which skips building an engine ``Connection``; nothing is begun on it through SQLAlchemy,
+    so giving it back (``close``) has no rollback to wait for."""
+    pooled = await request.app.state.engine.raw_connection()
+    try:
         yield cast(asyncpg.Connection, pooled.driver_connection)
+    finally:
+        pooled.close()
 
 
 # --- the search ---------------------------------------------------------------------------------
