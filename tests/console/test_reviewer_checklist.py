@@ -65,3 +65,26 @@ async def test_the_reviewer_sees_each_answer_and_rejects_naming_the_item(page, h
         "wrong_subject",
     )
     assert decided.json()["reason_item"] == "empty_slot"
+
+
+async def test_the_client_reads_each_answer_by_its_label(page, http, factory, db):
+    done = await visit(http, factory, db, SHELF_CHECK)
+    await slot_photo(http, done.worker, done.reservation_id, "storefront", seed=3)
+    answers = {"present": True, "price": 2.49, "size": "large", "flavours": ["a"]}
+    submitted = await answer(http, done, answers)
+    assert (submitted.status_code, submitted.json()["status"]) == (201, "pending_acceptance")
+
+    await sign_in(page, done.client.email, PASSWORD)
+    await page.get_by_role("heading", name="Campaigns").wait_for()
+    await page.get_by_role("link", name=done.campaign["name"]).click()
+    await page.get_by_role("heading", name="Results").wait_for()
+    cell = page.locator("table.results td.answers-cell dl.answers")
+    terms = await cell.locator("dt").all_inner_texts()
+    values = await cell.locator("dd").all_inner_texts()
+    assert list(zip(terms, values, strict=True)) == [
+        ("Is it on the shelf?", "Yes"),
+        ("Price on the label", "2.49 EUR"),
+        ("Pack size", "Large"),
+        ("Flavours shown", "Apple"),
+    ]
+    assert page.errors == []

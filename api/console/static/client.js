@@ -2,7 +2,7 @@
 // sanitized photos, exports, and disputes of accepted work within the window.
 
 import { consoleConfig, downloadFrom, get, post, save } from "./api.js";
-import { field, go, h, label, money, notify, replace, table, when } from "./dom.js";
+import { answerText, field, go, h, label, money, notify, OUTCOMES, replace, table, when } from "./dom.js";
 import { STATUS_LETTERS, campaignMap } from "./map.js";
 
 const STATUSES = Object.keys(STATUS_LETTERS);
@@ -53,6 +53,18 @@ function csvCell(value) {
   // A cell a spreadsheet will not run as a formula.
   if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
   return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+// The answers as "label: answer" lines, in checklist order (labels of the campaign's current
+// checklist; an item it no longer has shows its name), or the outcome of a visit cut short.
+function answersList(r, campaign) {
+  if (r.outcome) return h("span", { class: "outcome" }, `Couldn't complete: ${OUTCOMES[r.outcome] ?? r.outcome}`);
+  const items = Object.fromEntries(campaign.checklist.items.map((i) => [i.name, i]));
+  const entries = Object.entries(r.answers ?? {});
+  if (!entries.length) return "—";
+  return h("dl", { class: "answers" }, entries.flatMap(([name, value]) => [
+    h("dt", {}, items[name]?.label ?? name),
+    h("dd", {}, answerText(value, items[name]))]));
 }
 
 function resultRecord(r) {
@@ -161,6 +173,7 @@ export async function campaignScreen(main, id) {
       h("td", {}, h("span", { class: `badge status-${r.status}` }, `${STATUS_LETTERS[r.status] ?? "?"} · ${label(r.status)}`)),
       h("td", {}, when(r.submitted_at)),
       h("td", {}, r.verdict ? label(r.verdict) : "—", r.submission_status ? h("span", { class: "hint" }, ` (${label(r.submission_status)})`) : null),
+      h("td", { class: "answers-cell" }, answersList(r, campaign)),
       h("td", { class: "photos-cell" }, photos.length ? photos : "—"),
       h("td", { class: "actions-cell" },
         r.submission_status === "pending_acceptance"
@@ -201,6 +214,6 @@ export async function campaignScreen(main, id) {
     h("section", { class: "panel", "aria-labelledby": "results-title" },
       h("h2", { id: "results-title" }, "Results"),
       table("Each store's task, its latest submission and the photos of accepted work (sanitized: no location data)",
-        ["Store", "Task status", "Submitted", "Verdict", "Photos", "Actions"], rows, "results")));
+        ["Store", "Task status", "Submitted", "Verdict", "Answers", "Photos", "Actions"], rows, "results")));
   loadThumbnails(id, thumbnails);
 }

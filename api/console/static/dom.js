@@ -71,3 +71,21 @@ export function go(hash) {
   if (location.hash === hash) window.dispatchEvent(new HashChangeEvent("hashchange"));
   else location.hash = hash;
 }
+
+// Why a visit could not be completed, in words.
+export const OUTCOMES = {
+  store_closed: "the store was closed",
+  product_absent: "the product was absent",
+  refused_entry: "entry was refused",
+  unsafe: "it was unsafe",
+};
+
+export function answerText(answer, item) {
+  if (answer === null || answer === undefined || answer === "") return "—";
+  if (answer === true) return "Yes";
+  if (answer === false) return "No";
+  const choices = Object.fromEntries((item?.choices ?? []).map((c) => [c.name, c.label]));
+  if (Array.isArray(answer)) return answer.map((a) => choices[a] ?? a).join(", ") || "—";
+  if (typeof answer === "string") return choices[answer] ?? answer;
+  return item?.unit ? `${answer} ${item.unit}` : String(answer);
+}

@@ -1,7 +1,7 @@
 // Reviewers: the queue, and one item at a time with everything needed to decide it in seconds.
 
 import { consoleConfig, get, post } from "./api.js";
-import { field, go, h, label, money, notify, replace, table, when } from "./dom.js";
+import { answerText, field, go, h, label, money, notify, OUTCOMES, replace, table, when } from "./dom.js";
 import { reviewMap } from "./map.js";
 
 let queueIds = [];
@@ -121,23 +121,6 @@ function photoGallery(item) {
     h("span", { class: "photo-caption" }, `Photo ${index + 1}${slotLabel(item, photo)}: ${photo.width ?? "?"}×${photo.height ?? "?"} px, taken ${when(photo.captured_at)}. Click or Z to zoom.`));
     return button;
   }));
-}
-
-const OUTCOMES = {
-  store_closed: "the store was closed",
-  product_absent: "the product was absent",
-  refused_entry: "entry was refused",
-  unsafe: "it was unsafe",
-};
-
-function answerText(answer, item) {
-  if (answer === null || answer === undefined || answer === "") return "—";
-  if (answer === true) return "Yes";
-  if (answer === false) return "No";
-  const choices = Object.fromEntries((item?.choices ?? []).map((c) => [c.name, c.label]));
-  if (Array.isArray(answer)) return answer.map((a) => choices[a] ?? a).join(", ") || "—";
-  if (typeof answer === "string") return choices[answer] ?? answer;
-  return item?.unit ? `${answer} ${item.unit}` : String(answer);
 }
 
 // The checklist as the worker answered it: each question's answer, each slot's photos (by their
