@@ -12,17 +12,74 @@ from sim.http import Api
 from sim.plan import TIMEZONE, Plan
 
 PASSWORD_BYTES = 18
-PHOTOS_PER_TASK = 1
+CHECKLIST = {
+    "items": [
+        {
+            "kind": "photo",
+            "name": "storefront",
+            "label": "Storefront",
+            "hint": "The shop front with its sign, from the pavement.",
+            "required": True,
+            "min_photos": 1,
+            "max_photos": 1,
+        },
+        {
+            "kind": "yes_no",
+            "name": "on_shelf",
+            "label": "Is our lemonade on the shelf?",
+            "required": True,
+        },
+        {
+            "kind": "photo",
+            "name": "shelf",
+            "label": "Soft-drinks shelf",
+            "hint": "The whole bay, price labels readable.",
+            "required": True,
+            "min_photos": 1,
+            "max_photos": 2,
+        },
+        {
+            "kind": "number",
+            "name": "price",
+            "label": "Price on the label",
+            "unit": "EUR",
+            "decimals": 2,
+            "minimum": 0.5,
+            "maximum": 10,
+            "required": True,
+            "relevant": "${on_shelf} = 'yes'",
+        },
+        {
+            "kind": "number",
+            "name": "facings",
+            "label": "Facings",
+            "decimals": 0,
+            "minimum": 1,
+            "maximum": 30,
+            "required": True,
+            "relevant": "${on_shelf} = 'yes'",
+        },
+        {
+            "kind": "photo",
+            "name": "empty_slot",
+            "label": "Photo of the empty slot",
+            "required": True,
+            "min_photos": 1,
+            "max_photos": 1,
+            "relevant": "${on_shelf} = 'no'",
+        },
+        {"kind": "note", "name": "thanks", "label": "Thank the staff on your way out."},
+    ]
+}
 CAMPAIGN = {
     "name": "Lemonade shelf placement",
     "purpose": "Photograph the soft-drinks shelf so we can check our lemonade is stocked, "
     "at eye level and priced as agreed with the shop.",
-    "instructions": "One photo of the whole soft-drinks bay, price labels readable.",
-    "min_photos": PHOTOS_PER_TASK,
-    "max_photos": PHOTOS_PER_TASK + 1,
+    "instructions": "Storefront first, then the whole soft-drinks bay, price labels readable.",
+    "checklist": CHECKLIST,
     "reward_cents": 600,
+    "incomplete_reward_cents": 300,
     "currency": "EUR",
-    "onsite_minutes": 10,
     "reservation_minutes": 120,
 }
 

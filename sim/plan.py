@@ -1,4 +1,5 @@
-"""What the simulated day is made of, drawn from one seed: the district's shops, where each worker
+"""What the simulated day is made of, drawn from one seed: the district's shops and what is true
+in each (closed today, the lemonade on the shelf, its price and facings), where each worker
 starts, and who cheats how. Pure: no network, no clock.
 
 The shops are those of a drinks brand checking its shelf placement in a Paris district's corner
@@ -16,8 +17,23 @@ from typing import Literal
 
 from geographiclib.geodesic import Geodesic
 
-Kind = Literal["honest", "wrong_place", "stale", "duplicate", "mock_location"]
-CHEATS: tuple[Kind, ...] = ("wrong_place", "stale", "duplicate", "mock_location")
+Kind = Literal[
+    "honest",
+    "wrong_place",
+    "stale",
+    "duplicate",
+    "mock_location",
+    "bad_answers",
+    "fake_outcome",
+]
+CHEATS: tuple[Kind, ...] = (
+    "wrong_place",
+    "stale",
+    "duplicate",
+    "mock_location",
+    "bad_answers",
+    "fake_outcome",
+)
 KINDS: tuple[Kind, ...] = ("honest", *CHEATS)
 
 DISTRICT = "Canal Saint-Martin"
@@ -49,6 +65,11 @@ FIRST_NAMES = [
 HOME_DISTANCE_M = (3_000.0, 8_000.0)
 # How old a stale cheater's photo is: taken on an earlier visit.
 STALE_AGE_DAYS = (2.0, 6.0)
+# What is true in the shops: a few are closed when the worker comes, and some lack the product.
+CLOSED_SHARE = 0.1
+STOCKED_SHARE = 0.75
+PRICE_CENTS = (189, 329)
+FACINGS = (1, 8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +80,11 @@ class Shop:
     lat: float
     lon: float
     geofence_radius_m: int
+    # What a worker standing in the shop finds.
+    closed: bool = False
+    stocked: bool = True
+    price_cents: int = 249
+    facings: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +140,8 @@ def cheater_counts(workers: int, per_kind: int) -> dict[Kind, int]:
 
 def make_plan(*, seed: int, workers: int, cheaters_per_kind: int, tasks_per_worker: int) -> Plan:
     rng = random.Random(seed)
+    # Drawn apart, so the shops' places and the workers' draws stay what each seed gave before.
+    truth = random.Random(seed * 1_000_003 + 17)
     counts = cheater_counts(workers, cheaters_per_kind)
     shop_count = workers * tasks_per_worker
     radius = district_radius_m(shop_count)
@@ -129,6 +157,10 @@ def make_plan(*, seed: int, workers: int, cheaters_per_kind: int, tasks_per_work
                 lat=round(lat, 6),
                 lon=round(lon, 6),
                 geofence_radius_m=rng.choice([40, 50, 60]),
+                closed=truth.random() < CLOSED_SHARE,
+                stocked=truth.random() < STOCKED_SHARE,
+                price_cents=truth.randint(*PRICE_CENTS),
+                facings=truth.randint(*FACINGS),
             )
         )
     kinds: list[Kind] = [kind for kind in KINDS for _ in range(counts[kind])]

@@ -2,11 +2,13 @@
 
     python -m sim --workers 20 --cheaters-per-kind 2 --seed 7
 
-A client registers, imports a district's shops and launches a campaign; the workers register,
-plan and reserve routes, photograph each shop and submit. Some workers cheat (wrong place,
-stale photo, duplicate photo, mock location). The summary says, per kind, what the checks
-decided; the exit status is 0 only if every cheat was caught and every honest submission
-accepted.
+A client registers, imports a district's shops and launches a campaign with a checklist; the
+workers register, plan and reserve routes, photograph each shop slot by slot and submit their
+answers (or a "couldn't complete" outcome when the shop is closed). Some workers cheat (wrong
+place, stale photo, duplicate photo, mock location, wrong answers, a closed shop claimed from
+home). The summary says, per kind, what the checks decided, how many answers the API refused
+and which outcomes were reported; the exit status is 0 only if every cheat was caught and every
+honest submission accepted.
 """
 
 from __future__ import annotations
