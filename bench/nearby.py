@@ -390,6 +390,10 @@ def start_server(name: str, app: str, route: str, workers: int, env: dict[str, s
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by Server.stop)
     command = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(workers)]
+    # uvloop and httptools (uvicorn[standard]) named, so that a missing one fails the run
+    # instead of leaving uvicorn on asyncio's loop or h11 unnoticed; no access line from
+    # uvicorn (Terrain writes its own, through its middleware).
+    command += ["--loop", "uvloop", "--http", "httptools"]
     command += ["--no-access-log", "--log-level", "warning"]
     process = subprocess.Popen(
         command, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
