@@ -18,6 +18,7 @@ from api.clients import (
     campaign_edits,
     campaigns,
     checklist_import,
+    exports,
     results,
     store_import,
     stores,
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settling = (reviews, contests, earnings, reason_codes, suspensions, task_reports, me, webhooks)
     for module in (*resources, results, submissions, uploads, assignments, alerts, *settling):
         app.include_router(module.router)
+    app.include_router(exports.router)
     for module in (campaign_edits, checklist_import):
         app.include_router(module.router)
     console.install(app)

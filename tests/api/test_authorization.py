@@ -133,6 +133,7 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
         CLIENT_ONLY,
     ),
     ("GET", "/v1/campaigns/{campaign_id}/results", None, OWN_CLIENT_ONLY),
+    ("GET", "/v1/campaigns/{campaign_id}/export", None, OWN_CLIENT_ONLY),
     (
         "GET",
         "/v1/campaigns/{campaign_id}/photos/{photo_id}",
