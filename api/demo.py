@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.accounts.auth import create_user
 from api.clients.stores import StoreIn, store_row_values
 from api.core.db import make_engine, make_sessionmaker
-from api.core.models import Organization, Role, Store, User
+from api.core.models import Campaign, Organization, Role, Store, User
 from api.core.settings import Settings
 from api.main import create_app
 from geo.distance import geodesic_m
@@ -400,27 +400,12 @@ WORKERS = {
 }
 
 
-async def find_campaign(api: Api, client_token: str, name: str) -> dict[str, Any] | None:
-    cursor: str | None = None
-    while True:
-        params = {"limit": 100, **({"cursor": cursor} if cursor else {})}
-        page = await api.call("GET", "/v1/campaigns", token=client_token, params=params)
-        for campaign in page["items"]:
-            if campaign["name"] == name:
-                return dict(campaign)
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return None
-
-
 async def seed_price_check(
     api: Api, *, client: str, password: str, say: Callable[[str], None]
-) -> dict[str, str] | None:
-    """Launch the price check and play its visits, unless it exists already. Returns each
-    scenario's submission status (None: nothing done)."""
+) -> dict[str, str]:
+    """Launch the price check and play its visits. Returns each scenario's submission
+    status."""
     client_token = await api.sign_in(client, password)
-    if await find_campaign(api, client_token, PRICE_CHECK_NAME) is not None:
-        return None
     campaign = await api.call(
         "POST",
         "/v1/campaigns",
@@ -587,9 +572,9 @@ def dairy_check_campaign(now: datetime) -> dict[str, Any]:
     }
 
 
-async def seed_accounts(session: AsyncSession, *, stores: int) -> bool:
+async def seed_accounts(session: AsyncSession, *, stores: int) -> tuple[bool, bool]:
     """The organization, its stores and the demo accounts, each account created when absent.
-    Returns whether the organization was created now."""
+    Returns whether the organization was created now, and whether the price check exists."""
     organization = await session.scalar(
         select(Organization).where(Organization.name == DEMO_ORGANIZATION)
     )
@@ -617,7 +602,12 @@ async def seed_accounts(session: AsyncSession, *, stores: int) -> bool:
                 role=role,
                 organization_id=organization.id if role == Role.client else None,
             )
-    return created
+    price_check = await session.scalar(
+        select(Campaign.id).where(
+            Campaign.organization_id == organization.id, Campaign.name == PRICE_CHECK_NAME
+        )
+    )
+    return created, price_check is not None
 
 
 async def seed_demo(
@@ -629,17 +619,19 @@ async def seed_demo(
     engine = make_engine(settings.db)
     try:
         async with make_sessionmaker(engine)() as session, session.begin():
-            created = await seed_accounts(session, stores=stores)
+            created, launched = await seed_accounts(session, stores=stores)
     finally:
         await engine.dispose()
-    client = PEOPLE[0][0]
-    async with in_process(settings) as api:
-        if created:
-            await launch_dairy_check(api, client)
-            say(f"demo: created {DEMO_ORGANIZATION}, {stores} stores and a live campaign")
-        statuses = await seed_price_check(api, client=client, password=DEMO_PASSWORD, say=say)
-    if not created and statuses is None:
+    statuses = None
+    if launched:  # the rest is there: not even a sign-in, which records a session
         say("demo: already present")
+    else:
+        client = PEOPLE[0][0]
+        async with in_process(settings) as api:
+            if created:
+                await launch_dairy_check(api, client)
+                say(f"demo: created {DEMO_ORGANIZATION}, {stores} stores and a live campaign")
+            statuses = await seed_price_check(api, client=client, password=DEMO_PASSWORD, say=say)
     say(f"demo accounts (password {DEMO_PASSWORD}):")
     for email, _, role in PEOPLE:
         say(f"  {role.value:<9} {email}")

@@ -4,15 +4,19 @@ changes nothing."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg
 import httpx
 from fastapi import FastAPI
 
-from api.core.settings import Settings
+from api.core.settings import Settings, StorageSettings
 from api.demo import DEMO_PASSWORD, PEOPLE, PRICE_CHECK_NAME, seed_demo
 from tests.conftest import table_fingerprint
+from tests.s3server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, S3TestServer, s3_server
+
+__all__ = ["s3_server"]
 
 STORES = 60
 
@@ -149,3 +153,29 @@ async def test_the_demo_seeds_every_state_through_the_api_and_a_second_run_chang
     assert await seed_demo(settings, stores=STORES, say=again.append) is None
     assert again[0] == "demo: already present"
     assert await table_fingerprint(db) == before
+
+
+async def test_the_demo_sends_its_photos_to_object_storage_when_it_is_s3(
+    app: FastAPI, db: asyncpg.Connection, settings: Settings, s3_server: S3TestServer
+):
+    # As with docker-compose (TERRAIN_STORAGE_BACKEND=s3): the photos go over the network to
+    # the presigned URLs, not through the app.
+    bucket = f"terrain-demo-{uuid.uuid4().hex[:8]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    storage = StorageSettings(
+        backend="s3",
+        s3_endpoint_url=s3_server.url,
+        s3_region=REGION,
+        s3_bucket=bucket,
+        s3_access_key_id=ACCESS_KEY_ID,
+        s3_secret_access_key=SECRET_ACCESS_KEY,
+    )
+    statuses = await seed_demo(
+        settings.model_copy(update={"storage": storage}), stores=STORES, say=lambda _: None
+    )
+    assert statuses is not None and len(statuses) == 7
+    listed = s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]
+    keys = await db.fetch("SELECT object_key FROM photo WHERE state = 'completed'")
+    # 2 photos a visit, 3 where the empty slot was photographed, 1 for the closed store.
+    assert len(keys) == 14
+    assert {o["Key"] for o in listed} >= {row["object_key"] for row in keys}
