@@ -279,8 +279,8 @@ async def in_process(settings: Settings) -> AsyncIterator[Api]:
         update={"app": settings.app.model_copy(update={"run_sweeper": False})}
     )
     app = create_app(quiet)
-    # One access line per request would bury what the demo says it made.
-    loggers = [logging.getLogger(name) for name in ("terrain.access", "httpx")]
+    # A line per request, and the connection pool's notices, would bury what the demo says.
+    loggers = [logging.getLogger(name) for name in ("terrain.access", "httpx", "api.core.db")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.WARNING)
