@@ -485,7 +485,10 @@ async def create_campaign_route(
     settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    """Launch a campaign: one open task per targeted store, created in one transaction.
+    """Launch a campaign: one open task per targeted store, created in one transaction. With a
+    `schedule`, one task per store and period: each store's running (or next) period now, each
+    later one as it starts; a past period's unfinished task expires. Refused with 422
+    `invalid_schedule` (naming the field) or `no_period_in_window`.
 
     Refused with 422 `pay_below_floor` when the reward per hour of on-site time is below the
     configured floor for the currency (the answer states the exact rate and the floor).

@@ -128,6 +128,39 @@ ACCEPTED_REFUSALS: dict[str, dict[str, str]] = {
         "pay_below_floor": "reward over minutes against the pay floor (settings)",
         "unknown_store_ids": "the client's own stores",
         "no_stores_targeted": "the client's own stores",
+        f"body: {_VALUE_ERROR}give a checklist or min_photos": "two fields together",
+        f"body: {_VALUE_ERROR}incomplete_reward_cents must not exceed": "two fields together",
+        "invalid_checklist": "the checklist's definition",
+        "onsite_below_estimate": "minutes against the checklist's estimate",
+        "invalid_schedule": "the schedule's definition",
+        "no_period_in_window": "the schedule against the window and the stores' time zones",
+    },
+    "PATCH /v1/campaigns/{campaign_id}": {
+        f"body: {_VALUE_ERROR}give at least one of": "fields together",
+        "reward_lowered": "the campaign's state: rewards only rise",
+        "incomplete_reward_lowered": "the campaign's state: rewards only rise",
+        "incomplete_above_reward": "two fields, or a field and the campaign's reward",
+        "ends_too_early": "the clock and the campaign's start",
+        "campaign_too_long": "the campaign's start",
+        "pay_below_floor": "reward over minutes against the pay floor (settings)",
+    },
+    "POST /v1/campaigns/{campaign_id}/stores": {
+        f"body.target: {_VALUE_ERROR}give exactly one of": "one target",
+        f"body.target.polygon: {_VALUE_ERROR}": "a valid GeoJSON polygon",
+        "invalid_bbox": "four numbers in order west, south, east, north",
+        "unknown_store_ids": "the client's own stores",
+        "no_stores_targeted": "the client's own stores",
+        "no_period_in_window": "the schedule against the window and the stores' time zones",
+        "pay_below_floor": "reward over minutes against the pay floor (settings)",
+    },
+    "PUT /v1/campaigns/{campaign_id}/checklist": {
+        "invalid_checklist": "the checklist's definition",
+        "onsite_below_estimate": "minutes against the checklist's estimate",
+        "pay_below_floor": "reward over minutes against the pay floor (settings)",
+    },
+    "POST /v1/checklists/xlsform": {
+        "invalid_form": "the form's contents",
+        "invalid_checklist": "the form's contents: a photo slot",
     },
     # Cancelling twice is refused for the campaign's state, with a 422 where the other state
     # conflicts say 409; tests/api/clients/test_campaigns.py asserts the 422.
@@ -188,6 +221,7 @@ ACCEPTED_REFUSALS: dict[str, dict[str, str]] = {
 # earlier example used with another request is refused for that state.
 for _operation in (
     "POST /v1/campaigns",
+    "POST /v1/campaigns/{campaign_id}/stores",
     "POST /v1/stores",
     "POST /v1/stores/import",
     "POST /v1/assignments",
