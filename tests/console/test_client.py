@@ -8,6 +8,7 @@ import json
 import uuid
 import zipfile
 
+import openpyxl
 import pytest
 
 from api.core.models import Role
@@ -124,7 +125,7 @@ async def test_a_client_follows_exports_and_disputes_a_campaign(page, http, fact
     assert download.suggested_filename == "Shelf-check-results.csv"
     path = tmp_path / "results.csv"
     await download.save_as(path)
-    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
     by_store = sorted(
         (
             r["store_ref"],
@@ -136,11 +137,26 @@ async def test_a_client_follows_exports_and_disputes_a_campaign(page, http, fact
         )
         for r in rows
     )
+    # The server's export, one column per checklist item: the photo slot lists its photos.
     assert by_store == [
-        ("MV-1", "Alpha Bastille", "approved", "accepted", "approved", "1"),
-        ("MV-2", "Bravo Marais", "submitted", "accepted", "pending_acceptance", "1"),
-        ("MV-3", "Charlie Voltaire", "rejected", "rejected", "rejected", "0"),
-        ("MV-4", "Delta Nation", "open", "", "", "0"),
+        (
+            "MV-1",
+            "Alpha Bastille",
+            "approved",
+            "accepted",
+            "approved",
+            work_done["alpha"]["photo_ids"][0],
+        ),
+        (
+            "MV-2",
+            "Bravo Marais",
+            "submitted",
+            "accepted",
+            "pending_acceptance",
+            work_done["bravo"]["photo_ids"][0],
+        ),
+        ("MV-3", "Charlie Voltaire", "rejected", "rejected", "rejected", ""),
+        ("MV-4", "Delta Nation", "open", "", "", ""),
     ]
 
     # GeoJSON: one point per store, with the same properties.
@@ -158,6 +174,23 @@ async def test_a_client_follows_exports_and_disputes_a_campaign(page, http, fact
         ("Point", "Bravo Marais", "submitted"),
         ("Point", "Charlie Voltaire", "rejected"),
         ("Point", "Delta Nation", "open"),
+    ]
+
+    # XLSX: the same rows as the CSV, in a workbook.
+    async with page.expect_download() as download_info:
+        await page.get_by_role("button", name="Results as XLSX").click()
+    path = tmp_path / "results.xlsx"
+    await (await download_info.value).save_as(path)
+    sheet = openpyxl.load_workbook(path, read_only=True).active
+    table_rows = [list(r) for r in sheet.iter_rows(values_only=True)]
+    header = table_rows[0]
+    assert sorted(
+        (r[header.index("store_name")], r[header.index("task_status")]) for r in table_rows[1:]
+    ) == [
+        ("Alpha Bastille", "approved"),
+        ("Bravo Marais", "submitted"),
+        ("Charlie Voltaire", "rejected"),
+        ("Delta Nation", "open"),
     ]
 
     # The zip: the two accepted photos, sanitized (no EXIF segment left).

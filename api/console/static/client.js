@@ -1,7 +1,8 @@
 // Clients: campaigns and their progress, the map of stores by task status, results with the
-// sanitized photos, exports, and disputes of accepted work within the window.
+// answers and sanitized photos, the server's exports, and disputes of accepted work within the
+// window.
 
-import { consoleConfig, downloadFrom, get, post, save } from "./api.js";
+import { consoleConfig, downloadFrom, get, post } from "./api.js";
 import { answerText, field, go, h, label, money, notify, OUTCOMES, replace, table, when } from "./dom.js";
 import { STATUS_LETTERS, campaignMap } from "./map.js";
 
@@ -46,15 +47,6 @@ export async function campaignsScreen(main) {
       : h("p", {}, "No campaign yet."));
 }
 
-const CSV_COLUMNS = ["store_ref", "store_name", "store_address", "latitude", "longitude", "task_status", "submitted_at", "verdict", "submission_status", "photos"];
-
-function csvCell(value) {
-  let text = value === null || value === undefined ? "" : String(value);
-  // A cell a spreadsheet will not run as a formula.
-  if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
-  return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
-}
-
 // The answers as "label: answer" lines, in checklist order (labels of the campaign's current
 // checklist; an item it no longer has shows its name), or the outcome of a visit cut short.
 function answersList(r, campaign) {
@@ -65,37 +57,6 @@ function answersList(r, campaign) {
   return h("dl", { class: "answers" }, entries.flatMap(([name, value]) => [
     h("dt", {}, items[name]?.label ?? name),
     h("dd", {}, answerText(value, items[name]))]));
-}
-
-function resultRecord(r) {
-  const [lon, lat] = r.store_location.coordinates;
-  return {
-    store_ref: r.store_external_ref, store_name: r.store_name, store_address: r.store_address,
-    latitude: lat, longitude: lon, task_status: r.status, submitted_at: r.submitted_at,
-    verdict: r.verdict, submission_status: r.submission_status, photos: r.photos.length,
-  };
-}
-
-export function resultsCsv(results) {
-  const lines = [CSV_COLUMNS.join(",")];
-  for (const r of results) {
-    const record = resultRecord(r);
-    lines.push(CSV_COLUMNS.map((c) => csvCell(record[c])).join(","));
-  }
-  return `${lines.join("\r\n")}\r\n`;
-}
-
-export function resultsGeoJson(results) {
-  return {
-    type: "FeatureCollection",
-    features: results.map((r) => {
-      const { latitude, longitude, ...properties } = resultRecord(r);
-      return {
-        type: "Feature", id: r.task_id, geometry: r.store_location,
-        properties: { task_id: r.task_id, submission_id: r.submission_id, ...properties },
-      };
-    }),
-  };
 }
 
 function disputeDeadline(r, config) {
@@ -201,8 +162,13 @@ export async function campaignScreen(main, id) {
     h("section", { class: "panel", "aria-labelledby": "exports-title" },
       h("h2", { id: "exports-title" }, "Export"),
       h("div", { class: "actions" },
-        h("button", { type: "button", class: "secondary", id: "export-csv", onclick: () => save(new Blob([resultsCsv(results)], { type: "text/csv" }), `${slug}-results.csv`) }, "Results as CSV"),
-        h("button", { type: "button", class: "secondary", id: "export-geojson", onclick: () => save(new Blob([JSON.stringify(resultsGeoJson(results), null, 2)], { type: "application/geo+json" }), `${slug}-results.geojson`) }, "Results as GeoJSON"),
+        ["csv", "geojson", "xlsx"].map((format) => h("button", { type: "button", class: "secondary", id: `export-${format}`, onclick: async () => {
+          try {
+            await downloadFrom(`/v1/campaigns/${id}/export?format=${format}`, `${slug}-results.${format}`);
+          } catch (exc) {
+            notify(exc.message, "error");
+          }
+        } }, `Results as ${format === "geojson" ? "GeoJSON" : format.toUpperCase()}`)),
         h("button", { type: "button", class: "secondary", id: "export-zip", onclick: async () => {
           try {
             await downloadFrom(`/v1/campaigns/${id}/photos.zip`, `${slug}-photos.zip`);
