@@ -8,7 +8,7 @@ code that makes them in production.
 
 The price check's photos are made like a phone's (``validation.phone_photo``): taken now, at the
 store, with the EXIF GPS position and time the checks read; a visit meant to be caught differs
-from an honest one in one thing (a mock location, a photo taken across the road)."""
+from an honest one in one thing (a mock location, a photo its GPS placed 260 m away)."""
 
 from __future__ import annotations
 
@@ -115,8 +115,9 @@ PRICE_CHECK_NAME = "Orange juice price check"
 TIMEZONE = "Europe/Paris"
 # Where a worker's phone says it is at a store: a few metres from its pin.
 AT_STORE_M = 4.0
-# A photo taken across the road: far enough out of any demo store's geofence to fail it.
-ACROSS_THE_ROAD_M = 260.0
+# How far a drifting GPS (indoors, in an arcade) puts a photo: out of any demo store's
+# geofence (80 m at most), even widened by the photo's accuracy.
+GPS_DRIFT_M = 260.0
 
 PRICE_CHECK_ITEMS: list[dict[str, Any]] = [
     {
@@ -316,7 +317,7 @@ class Visit:
     answers: dict[str, Any] = field(default_factory=dict)
     outcome: str | None = None
     mock_location: bool = False
-    photo_across_the_road: bool = False
+    storefront_gps_drifted: bool = False
     then: str | None = None  # "accept", "dispute" (the client), "appeal" (the worker)
     message: str = ""
 
@@ -373,7 +374,7 @@ VISITS: list[tuple[str, Visit]] = [
             "chloe@demo.terrain.example",
             (48.8311, 2.3557),  # Place d'Italie
             answers={"on_shelf": True, "price": 2.49, "facings": 5},
-            photo_across_the_road=True,
+            storefront_gps_drifted=True,
             then="appeal",
             message="The shop is inside the arcade; my phone placed the storefront photo on "
             "the other side of the avenue. The sign in the photo is this store's.",
@@ -456,8 +457,8 @@ async def play_visit(api: Api, token: str, campaign_id: str, visit: Visit) -> di
         slots += ["shelf"] if visit.answers["on_shelf"] else ["shelf", "empty_slot"]
     for slot in slots:
         where = (store_lat, store_lon)
-        if visit.photo_across_the_road and slot == "storefront":
-            where = _east_of(where, ACROSS_THE_ROAD_M)
+        if visit.storefront_gps_drifted and slot == "storefront":
+            where = _east_of(where, GPS_DRIFT_M)
         data = await asyncio.to_thread(
             phone_photo,
             # A fresh scene each time: never a copy of a photo in another demo database, or
