@@ -239,7 +239,8 @@ _SWEEP = text(
         RETURNING id
     ), ended_tasks AS (
         UPDATE task SET status = 'expired', updated_at = now()
-        WHERE status = 'open' AND ends_at <= coalesce(CAST(:now AS timestamptz), now())
+        WHERE status IN ('open', 'paused')
+          AND ends_at <= coalesce(CAST(:now AS timestamptz), now())
         RETURNING id
     ), logged AS (
         INSERT INTO audit_event (action, object_type, object_id, data)

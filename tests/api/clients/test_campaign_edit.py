@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from api.core.models import Role
+from api.work.reservations import sweep
 from tests.api.clients.test_campaigns import campaign_body
 from tests.conftest import table_fingerprint
 
@@ -317,3 +318,20 @@ async def test_a_recurring_campaigns_clipped_period_reaches_its_own_end_when_ext
         )
         == '(2027-03-15,"2027-03-15 08:00:00+00","2027-03-15 20:00:00+00")'
     )
+
+
+async def test_a_paused_task_past_its_end_expires_with_the_others(app, http, factory, db):
+    client, _, campaign = await launched(http, factory)
+    assert (
+        await http.post(f"/v1/campaigns/{campaign['id']}/pause", headers=client.headers)
+    ).status_code == 200
+    await db.execute(
+        "UPDATE task SET ends_at = now() - interval '1 second' WHERE campaign_id = $1",
+        campaign["id"],
+    )
+    async with app.state.sessionmaker() as session, session.begin():
+        assert await sweep(session, alerts_per_hour=20) == (0, 0, 3)
+    statuses = await db.fetch(
+        "SELECT status::text FROM task WHERE campaign_id = $1", campaign["id"]
+    )
+    assert [s[0] for s in statuses] == ["expired"] * 3
