@@ -21,10 +21,10 @@ plan's truth: closed, the lemonade on the shelf or not, its price and facings): 
 is reported with the ``store_closed`` outcome and a storefront photo; otherwise the answers
 say what the photos show. Only ``bad_answers`` and ``fake_outcome`` lie in their answers.
 
-Honest workers (and the stale and duplicate cheaters) go from shop to shop. The day is played in
-minutes rather than hours, so they travel at ``travel_kmh``, far above walking pace, but under
-the server's impossible-travel limit (``max_travel_speed_kmh``, 200 km/h by default): everything
-their phones report (positions, times, accuracies) is then true of the simulated day.
+Honest workers (and the stale, duplicate and bad-answers cheaters) go from shop to shop. The day
+is played in minutes rather than hours, so they travel at ``travel_kmh``, far above walking pace,
+but under the server's impossible-travel limit (``max_travel_speed_kmh``, 200 km/h by default):
+everything their phones report (positions, times, accuracies) is then true of the simulated day.
 """
 
 from __future__ import annotations
