@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import secrets
 import uuid
+from datetime import datetime
 from typing import Annotated, Literal
 
 import asyncpg
@@ -16,12 +17,20 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.core import rate_limits
-from api.core.deps import Public, SessionDep, SettingsDep, UserEvenSuspended, driver
+from api.accounts import sessions
+from api.core import audit, rate_limits
+from api.core.deps import (
+    BearerToken,
+    Public,
+    SessionDep,
+    SettingsDep,
+    UserEvenSuspended,
+    driver,
+)
 from api.core.errors import Conflict, Invalid, NotAuthenticated, TooManyRequests
 from api.core.models import Organization, Role, User
 from api.core.schemas import ERROR_RESPONSES, Out, RequestBody, trimmed_min
-from api.core.security import hash_password, issue_token, verify_password
+from api.core.security import hash_password, issue_token, read_claims, verify_password
 from api.core.settings import AuthSettings
 from api.moderation.suspensions import SuspensionOut, latest_suspension, suspension_out
 
@@ -83,7 +92,26 @@ class UserOut(Out):
 class TokenOut(Out):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
-    expires_in: int
+    expires_in: int = Field(description="Seconds the access token is valid for")
+    refresh_token: str = Field(
+        description="Single use: POST /v1/auth/refresh gives the next pair for it. Kept secret "
+        "by the app; presenting a used one ends the session."
+    )
+    refresh_expires_at: datetime = Field(
+        description="The session ends unless refreshed before this (each refresh extends it)"
+    )
+    session_id: uuid.UUID = Field(description="This device's session (GET /v1/me/sessions)")
+
+
+def token_out(issued: sessions.Issued, auth: AuthSettings) -> TokenOut:
+    token, lifetime = issue_token(issued.user_id, issued.role, auth, issued.session_id)
+    return TokenOut(
+        access_token=token,
+        expires_in=lifetime,
+        refresh_token=issued.refresh_token,
+        refresh_expires_at=issued.refresh_expires_at,
+        session_id=issued.session_id,
+    )
 
 
 async def user_out(session: AsyncSession, user: User) -> UserOut:
@@ -320,14 +348,28 @@ class PasswordForm(OAuth2PasswordRequestForm):
         )
 
 
+def device_label(device: str | None, user_agent: str | None) -> str:
+    """How a session is named in the list: as the app says, else by its User-Agent."""
+    for label in (device, user_agent):
+        cleaned = " ".join((label or "").replace("\x00", "").split())[:200]
+        if cleaned:
+            return cleaned
+    return "Unnamed device"
+
+
 @router.post("/v1/auth/token", dependencies=[Public])
 async def token_route(
     form: Annotated[PasswordForm, Depends()],
     session: SessionDep,
     settings: SettingsDep,
     request: Request,
+    device: Annotated[
+        str | None, Form(max_length=200, description="Names this session; else the User-Agent")
+    ] = None,
 ) -> TokenOut:
-    """OAuth2 password flow: ``username`` is the e-mail. Returns a bearer token (JWT).
+    """OAuth2 password flow: ``username`` is the e-mail. Signs this device in: a new session,
+    with a short-lived bearer token (JWT, ``expires_in`` seconds) and a refresh token that
+    POST /v1/auth/refresh exchanges for the next pair.
 
     Throttled: 429 `too_many_failed_sign_ins` while the account waits out failed attempts in a
     row (5 free, then 15 s doubling up to 5 minutes), 429
@@ -341,10 +383,162 @@ async def token_route(
         address=address,
         auth=settings.auth,
     )
-    token, lifetime = issue_token(user.id, user.role.value, settings.auth)
-    return TokenOut(access_token=token, expires_in=lifetime)
+    issued = await sessions.open_session(
+        session,
+        user_id=user.id,
+        role=user.role.value,
+        device=device_label(device, request.headers.get("user-agent")),
+        auth=settings.auth,
+    )
+    return token_out(issued, settings.auth)
 
 
 @router.get("/v1/me")
 async def me_route(user: UserEvenSuspended, session: SessionDep) -> UserOut:
     return await user_out(session, user)
+
+
+async def current_session_id(token: BearerToken, settings: SettingsDep) -> uuid.UUID | None:
+    """The session the request's access token was issued to (None: a token of no session)."""
+    claims = read_claims(token, settings.auth) if token else None
+    return claims.session_id if claims else None
+
+
+CurrentSessionId = Annotated[uuid.UUID | None, Depends(current_session_id)]
+
+
+class RefreshIn(RequestBody):
+    refresh_token: str = Field(
+        min_length=1, max_length=200, description="The refresh token of the latest pair"
+    )
+
+
+@router.post("/v1/auth/refresh", dependencies=[Public])
+async def refresh_route(body: RefreshIn, session: SessionDep, settings: SettingsDep) -> TokenOut:
+    """Exchange a refresh token for a new access token and refresh token; the one given is
+    spent. Refresh one at a time: a refresh token presented a second time (a copy used by
+    someone else, or two refreshes at once) ends its session, 401 `refresh_token_reused`, and
+    the device signs in again. 401 `refresh_token_expired` for a session left unused past its
+    `refresh_expires_at`, `session_revoked` for one signed out or revoked,
+    `invalid_refresh_token` for anything else."""
+    issued = await sessions.refresh(session, refresh_token=body.refresh_token, auth=settings.auth)
+    return token_out(issued, settings.auth)
+
+
+@router.post("/v1/auth/sign-out", status_code=204)
+async def sign_out_route(
+    user: UserEvenSuspended, session: SessionDep, session_id: CurrentSessionId
+) -> None:
+    """End this device's session: its refresh token stops working at once, its access token
+    when it expires (within `expires_in` of its issue). Signing out twice is no error."""
+    if session_id is not None:
+        await sessions.end_session(
+            session, user_id=user.id, session_id=session_id, reason="signed_out"
+        )
+
+
+class SessionOut(Out):
+    id: uuid.UUID
+    device: str
+    created_at: datetime = Field(description="When this device signed in")
+    last_used_at: datetime = Field(description="Its latest sign-in or refresh")
+    expires_at: datetime = Field(description="It ends unless refreshed before this")
+    current: bool = Field(description="The session of the token this request carries")
+
+
+@router.get("/v1/me/sessions")
+async def sessions_route(
+    user: UserEvenSuspended, session: SessionDep, session_id: CurrentSessionId
+) -> list[SessionOut]:
+    """The devices signed in to your account, the most recently used first."""
+    return [
+        SessionOut(
+            id=row.id,
+            device=row.device,
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            expires_at=row.expires_at,
+            current=row.id == session_id,
+        )
+        for row in await sessions.live_sessions(session, user.id)
+    ]
+
+
+@router.delete("/v1/me/sessions/{session_id}", status_code=204)
+async def revoke_session_route(
+    session_id: uuid.UUID,
+    user: UserEvenSuspended,
+    session: SessionDep,
+    current: CurrentSessionId,
+) -> None:
+    """Sign a device out (this one too, if it is its id): its refresh token stops working at
+    once, its access token when it expires. 404 `session_not_found` for a session that is not
+    one of yours or has ended already."""
+    await sessions.require_live(session, current)
+    reason = "signed_out" if session_id == current else "revoked"
+    if not await sessions.end_session(
+        session, user_id=user.id, session_id=session_id, reason=reason
+    ):
+        raise sessions.not_found()
+
+
+class PasswordChange(RequestBody):
+    current_password: Annotated[str, StringConstraints(strip_whitespace=False)] = Field(
+        description="Your password now, to confirm"
+    )
+    new_password: Password
+
+
+_SET_PASSWORD = 'UPDATE "user" SET password_hash = $2 WHERE id = $1'
+
+
+async def change_password(
+    session: AsyncSession,
+    user: User,
+    *,
+    current_password: str,
+    new_password: str,
+    keep: uuid.UUID | None,
+    auth: AuthSettings,
+) -> None:
+    """Set a new password once the current one is confirmed (throttled as a sign-in), and
+    revoke every session of the account but ``keep``."""
+    await confirm_password(session, user, password=current_password, auth=auth)
+    password_hash = await to_thread.run_sync(hash_password, new_password)
+    connection = await driver(session, begun=True)
+    await connection.execute(_SET_PASSWORD, user.id, password_hash)
+    revoked = await sessions.end_other_sessions(
+        session, user_id=user.id, keep=keep, reason="password_changed"
+    )
+    await audit.record(
+        session,
+        actor_id=user.id,
+        subject_id=user.id,
+        action="user.password_changed",
+        object_type="user",
+        object_id=user.id,
+        sessions_revoked=revoked,
+    )
+
+
+@router.post("/v1/me/password", status_code=204)
+async def change_password_route(
+    body: PasswordChange,
+    user: UserEvenSuspended,
+    session: SessionDep,
+    settings: SettingsDep,
+    current: CurrentSessionId,
+) -> None:
+    """Change your password. Every other device is signed out (their refresh tokens stop
+    working at once); this one stays signed in. A wrong current password counts as a failed
+    sign-in of the account and is throttled as one: 401 `invalid_credentials`, 429
+    `too_many_failed_sign_ins` with Retry-After while the account waits."""
+    await sessions.require_live(session, current)
+    await change_password(
+        session,
+        user,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        keep=current,
+        auth=settings.auth,
+    )

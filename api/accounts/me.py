@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.accounts.auth import confirm_password, user_out
+from api.accounts.sessions import end_other_sessions
 from api.core import audit
 from api.core.deps import (
     SessionDep,
@@ -235,6 +236,7 @@ async def erase(
     await confirm_password(session, worker, password=password, auth=settings.auth)
     photos = (await session.execute(_PHOTO_KEYS, {"worker_id": worker.id})).all()
     erased = (await session.execute(_ERASE, {"worker_id": worker.id})).one()
+    await end_other_sessions(session, user_id=worker.id, keep=None, reason="erased")
     # Reopened like any released task: the workers whose areas hold it hear of it.
     await raise_alerts(session, list(erased.reopened or []), per_hour=settings.work.alerts_per_hour)
     await audit.record(

@@ -941,3 +941,48 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = _created_at()
 
     __table_args__ = (Index("ix_idempotency_key_created_at", "created_at"),)
+
+
+class AuthSession(Base):
+    """One signed-in device (api.accounts.sessions): its refresh tokens form one family, each
+    spent by the refresh that replaces it; a spent one presented again revokes the family."""
+
+    __tablename__ = "auth_session"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    device: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created_at()
+    last_used_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Why: signed_out, revoked (from the session list), password_changed, reused, erased.
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (
+        CheckConstraint(
+            "(revoked_at IS NULL) = (revoked_reason IS NULL)", name="revoked_has_reason"
+        ),
+        Index("ix_auth_session_user_id_last_used_at", "user_id", "last_used_at"),
+    )
+
+
+class AuthRefreshToken(Base):
+    """A refresh token, kept as its SHA-256 only: the token itself is never stored. At most one
+    per session is unspent; the spent ones are kept so that a replay is recognised."""
+
+    __tablename__ = "auth_refresh_token"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("auth_session.id", ondelete="CASCADE"))
+    issued_at: Mapped[datetime] = _created_at()
+    spent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index(
+            "uq_auth_refresh_token_unspent",
+            "session_id",
+            unique=True,
+            postgresql_where=text("spent_at IS NULL"),
+        ),
+    )

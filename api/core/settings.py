@@ -36,7 +36,11 @@ class AuthSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TERRAIN_AUTH_")
 
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
-    token_minutes: int = Field(60, ge=1, le=60 * 24 * 30)
+    # Access tokens are short-lived: a revoked session's token is refused when it expires, at
+    # the latest (it is not looked up on every request). Refresh tokens rotate on every use; a
+    # session left unused this many days ends.
+    token_minutes: int = Field(15, ge=1, le=60 * 24 * 30)
+    refresh_token_days: int = Field(30, ge=1, le=365)
     # Sign-in throttling. Per account: after this many failures in a row, each failure makes
     # the next attempt wait, doubling from the first wait up to the cap (short, so that whoever
     # guesses cannot keep the owner out for long). Per client address: failures a minute.

@@ -285,6 +285,21 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
         None,
         (401, 403, 404, 404, 403, 403),
     ),
+    (
+        "POST",
+        "/v1/auth/refresh",
+        lambda w: {"json": {"refresh_token": "not-a-refresh-token"}},
+        (401,) * 6,
+    ),
+    ("POST", "/v1/auth/sign-out", None, (401, 204, 204, 204, 204, 204)),
+    ("GET", "/v1/me/sessions", None, (401, 200, 200, 200, 200, 200)),
+    ("DELETE", "/v1/me/sessions/{missing_id}", None, (401, 404, 404, 404, 404, 404)),
+    (
+        "POST",
+        "/v1/me/password",
+        lambda w: {"json": {"current_password": PASSWORD, "new_password": "another long pw"}},
+        (401, 204, 204, 204, 204, 204),
+    ),
     ("GET", "/v1/me/reputation", None, WORKER_ONLY),
     ("GET", "/v1/me/audit-events", None, (401, 200, 200, 200, 200, 200)),
     ("GET", "/v1/me/export", None, WORKER_ONLY),
@@ -397,7 +412,7 @@ def test_every_route_has_an_access_rule_and_a_row_in_the_matrix():
             for name in ("endpoint_id", "delivery_id"):
                 path = path.replace(f"{{{name}}}", "{missing_id}")
             path = path.replace("{asset}", "console.css")
-            for name in ("area_id", "batch_id", "user_id", "suspension_id"):
+            for name in ("area_id", "batch_id", "user_id", "suspension_id", "session_id"):
                 path = path.replace(f"{{{name}}}", "{missing_id}")
             in_app.add((method, path))
         if isinstance(route, APIRoute):

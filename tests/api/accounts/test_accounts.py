@@ -26,7 +26,15 @@ async def test_worker_registers_signs_in_and_reads_me(http):
     assert token.status_code == 200
     body = token.json()
     assert body["token_type"] == "bearer"
-    assert body["expires_in"] == 3600
+    assert body["expires_in"] == 15 * 60
+    assert set(body) == {
+        "access_token",
+        "token_type",
+        "expires_in",
+        "refresh_token",
+        "refresh_expires_at",
+        "session_id",
+    }
 
     me = await http.get("/v1/me", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert me.status_code == 200
