@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api import console
-from api.accounts import auth, me
+from api.accounts import auth, inbox, me
 from api.background.housekeeping import sweep_forever
 from api.clients import (
     campaign_edits,
@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (*resources, results, submissions, uploads, assignments, alerts, *settling):
         app.include_router(module.router)
     app.include_router(exports.router)
+    app.include_router(inbox.router)
     for module in (campaign_edits, checklist_import):
         app.include_router(module.router)
     console.install(app)

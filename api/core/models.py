@@ -986,3 +986,19 @@ class AuthRefreshToken(Base):
             postgresql_where=text("spent_at IS NULL"),
         ),
     )
+
+
+class Notification(Base):
+    """What a user is told of (api.events.notifications), written in the transaction of the
+    event it tells of. Kind and data only (codes, ids, amounts): the text is built when read."""
+
+    __tablename__ = "notification"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _created_at()
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_notification_user_id_created_at", "user_id", "created_at"),)

@@ -22,6 +22,7 @@ from api.core.errors import Conflict, Forbidden, NotFound
 from api.core.idempotency import IdempotencyKeyHeader, idempotent
 from api.core.models import Reservation, ReservationState, Role, Suspension, Task, TaskStatus, User
 from api.core.schemas import ERROR_RESPONSES, RequestBody, Text
+from api.events.notifications import notify
 from api.submissions.reason_codes import describe, require_code
 from api.work.alerts import raise_alerts
 
@@ -135,6 +136,13 @@ async def suspend(
         message=body.message,
         released_task_ids=[str(t) for t in released],
     )
+    await notify(
+        session,
+        worker.id,
+        "suspension.started",
+        suspension_id=suspension.id,
+        reason_code=reason_code,
+    )
     return suspension
 
 
@@ -224,6 +232,14 @@ async def _decide(
         object_type="suspension",
         object_id=suspension.id,
         comment=comment,
+        cause=cause,
+    )
+    await notify(
+        session,
+        suspension.user_id,
+        "suspension.appeal_decided",
+        suspension_id=suspension.id,
+        outcome=suspension.appeal_outcome,
         cause=cause,
     )
     await session.refresh(suspension)

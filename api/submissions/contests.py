@@ -19,6 +19,7 @@ from api.core.models import Appeal, Campaign, Dispute, Submission, SubmissionSta
 from api.core.schemas import ERROR_RESPONSES, RequestBody, Text
 from api.core.settings import Settings
 from api.events import outbox
+from api.events.notifications import notify
 from api.submissions.reason_codes import require_code
 from api.submissions.settlement import (
     AWAITING_CLIENT,
@@ -136,6 +137,14 @@ async def dispute(
         action="submission.disputed",
         reason_code=reason_code,
         message=body.message,
+    )
+    await notify(
+        session,
+        submission.worker_id,
+        "submission.disputed",
+        submission_id=submission.id,
+        task_id=submission.task_id,
+        reason_code=reason_code,
     )
     await outbox.emit_task_event(session, submission.id, "task.disputed", reason_code=reason_code)
     return disputed

@@ -23,6 +23,7 @@ from api.core.errors import Conflict, NotFound
 from api.core.idempotency import IdempotencyKeyHeader, idempotent
 from api.core.models import PayoutBatch, User
 from api.core.schemas import ERROR_RESPONSES, MAX_BIGINT
+from api.events.notifications import notify_many
 
 router = APIRouter(tags=["earnings"], responses=ERROR_RESPONSES)
 
@@ -200,7 +201,7 @@ _PAYOUT = text(
         FROM paid
         RETURNING 1
     )
-    SELECT worker_id, currency, amount, (SELECT count(*) FROM logged) AS logged FROM paid
+    SELECT id, worker_id, currency, amount, (SELECT count(*) FROM logged) AS logged FROM paid
     ORDER BY worker_id, currency
     """
 )
@@ -232,6 +233,22 @@ async def run_payout(session: AsyncSession, admin: User) -> PayoutOut:
     rows = (await session.execute(_PAYOUT, {"batch_id": batch.id, "admin_id": admin.id})).all()
     if not rows:
         raise Conflict("No worker has an available balance to pay.", code="nothing_to_pay")
+    await notify_many(
+        session,
+        "payout.paid",
+        [
+            (
+                r.worker_id,
+                {
+                    "payout_batch_id": batch.id,
+                    "ledger_entry_id": r.id,
+                    "amount_cents": r.amount,
+                    "currency": r.currency,
+                },
+            )
+            for r in rows
+        ],
+    )
     return PayoutOut(
         id=batch.id,
         created_at=batch.created_at,

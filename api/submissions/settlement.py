@@ -33,6 +33,7 @@ from api.core.errors import Conflict, NotFound
 from api.core.models import Appeal, Dispute, Submission, SubmissionStatus
 from api.core.settings import Settings
 from api.events import outbox
+from api.events.notifications import notify
 from api.work.alerts import raise_alerts
 
 log = logging.getLogger("terrain.settlement")
@@ -209,6 +210,25 @@ async def settle(
         reason_code=decision.reason_code,
         reason_item=decision.item,
         comment=decision.comment,
+        ledger_entry_id=entry,
+    )
+    await notify(
+        session,
+        submission.worker_id,
+        "appeal.decided"
+        if previous == SubmissionStatus.appealed
+        else "submission.approved"
+        if decision.approve
+        else "submission.rejected",
+        submission_id=submission.id,
+        task_id=submission.task_id,
+        previous_status=previous.value,
+        cause=decision.cause,
+        automatic=decision.actor_id is None,
+        approved=decision.approve,
+        reason_code=decision.reason_code,
+        reason_item=decision.item,
+        reward_cents=submission.reward_cents,
         ledger_entry_id=entry,
     )
     await outbox.emit_decision(session, submission.id, approved=decision.approve)

@@ -40,6 +40,7 @@ from api.core.schemas import (
     valid_polygon,
 )
 from api.core.settings import Settings
+from api.events.notifications import notify_many
 from api.work.availability import CLAIMABLE_SQL
 
 router = APIRouter(tags=["alerts"], responses=ERROR_RESPONSES)
@@ -141,6 +142,7 @@ _MATCH = text(
     FROM numbered LEFT JOIN recent USING (worker_id)
     WHERE numbered.n + coalesce(recent.sent, 0) <= :per_hour
     ON CONFLICT DO NOTHING
+    RETURNING id, worker_id, task_id
     """
 )
 
@@ -160,8 +162,13 @@ async def raise_alerts(
     """Alerts for these (new or reopened) tasks that can be taken now, for every worker whose
     area holds them; the others are announced when their campaign starts."""
     if task_ids:
-        await session.execute(
+        raised = await session.execute(
             _MATCH, {"task_ids": [str(t) for t in task_ids], "per_hour": per_hour}
+        )
+        await notify_many(
+            session,
+            "task.alert",
+            [(a.worker_id, {"alert_id": a.id, "task_id": a.task_id}) for a in raised],
         )
 
 

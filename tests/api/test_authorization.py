@@ -302,6 +302,20 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
     ),
     ("GET", "/v1/me/reputation", None, WORKER_ONLY),
     ("GET", "/v1/me/audit-events", None, (401, 200, 200, 200, 200, 200)),
+    ("GET", "/v1/me/submissions", None, WORKER_ONLY),
+    ("GET", "/v1/me/notifications", None, (401, 200, 200, 200, 200, 200)),
+    (
+        "POST",
+        "/v1/me/notifications/{missing_number}/read",
+        None,
+        (401, 404, 404, 404, 404, 404),
+    ),
+    (
+        "POST",
+        "/v1/me/notifications/read",
+        lambda w: {"json": {"up_to": "2026-01-01T00:00:00Z"}},
+        (401, 200, 200, 200, 200, 200),
+    ),
     ("GET", "/v1/me/export", None, WORKER_ONLY),
     (
         "DELETE",
@@ -372,7 +386,10 @@ async def test_authorization_matrix(http, db, world, method, path, make_kwargs, 
     kwargs = make_kwargs(world) if make_kwargs else {}
     headers = kwargs.pop("headers", {}) | (account.headers if account else {})
     url = path.format(
-        **vars(world), missing_id="00000000-0000-0000-0000-000000000000", bad_token="forged.token"
+        **vars(world),
+        missing_id="00000000-0000-0000-0000-000000000000",
+        missing_number="9223372036854775807",
+        bad_token="forged.token",
     )
     before = await table_fingerprint(db)
     response = await http.request(method, url, headers=headers, **kwargs)
@@ -412,6 +429,7 @@ def test_every_route_has_an_access_rule_and_a_row_in_the_matrix():
             for name in ("endpoint_id", "delivery_id"):
                 path = path.replace(f"{{{name}}}", "{missing_id}")
             path = path.replace("{asset}", "console.css")
+            path = path.replace("{notification_id}", "{missing_number}")
             for name in ("area_id", "batch_id", "user_id", "suspension_id", "session_id"):
                 path = path.replace(f"{{{name}}}", "{missing_id}")
             in_app.add((method, path))
