@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, Strict
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -158,10 +158,21 @@ class NotificationPage(BaseModel):
     unread: int = Field(description="How many of your notifications are unread, in all")
 
 
+def _iso_time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("a time is an ISO 8601 string")
+    return datetime.fromisoformat(value)
+
+
 class MarkReadIn(RequestBody):
-    up_to: Annotated[int, Field(ge=1, le=MAX_BIGINT)] | AwareDatetime = Field(
-        description="A notification id, or a time: that notification and every older one (by "
-        "this time, every one created at or before it) are marked read"
+    # A JSON number is an id, a string a time: never a number read as a timestamp.
+    up_to: (
+        Annotated[int, Strict(), Field(ge=1, le=MAX_BIGINT)]
+        | Annotated[AwareDatetime, BeforeValidator(_iso_time)]
+    ) = Field(
+        description="A notification id, or a time (ISO 8601, with its offset): that "
+        "notification and every older one, or every one created at or before that time, are "
+        "marked read"
     )
 
 

@@ -19,7 +19,7 @@ Kind = Literal[
     "submission.approved",  # submission_id, task_id, cause, previous_status, reward_cents, ...
     "submission.rejected",  # submission_id, task_id, cause, previous_status, reason_code, ...
     "submission.disputed",  # submission_id, task_id, reason_code
-    "appeal.decided",  # submission_id, task_id, outcome (reversed | upheld), reason_code, ...
+    "appeal.decided",  # as a decision; approved: the rejection is reversed
     "suspension.started",  # suspension_id, reason_code
     "suspension.appeal_decided",  # suspension_id, outcome (lifted | upheld), cause
     "payout.paid",  # payout_batch_id, ledger_entry_id, amount_cents, currency
@@ -64,7 +64,7 @@ def message(kind: str, data: Mapping[str, Any]) -> str:
             return f"Your submission was rejected: {data.get('reason_code')}{item}."
         case "submission.disputed":
             return f"The client disputes your submission: {data.get('reason_code')}."
-        case "appeal.decided" if data.get("outcome") == "reversed":
+        case "appeal.decided" if data.get("approved"):
             return "Your appeal was accepted: the rejection is reversed."
         case "appeal.decided":
             return f"Your appeal was refused: the rejection stands ({data.get('reason_code')})."
