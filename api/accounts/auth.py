@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.accounts import sessions
+from api.accounts import recovery, sessions
 from api.core import audit, rate_limits
 from api.core.deps import (
     BearerToken,
@@ -542,3 +542,30 @@ async def change_password_route(
         keep=current,
         auth=settings.auth,
     )
+
+
+class PasswordResetRequest(RequestBody):
+    email: EmailStr
+
+
+@router.post("/v1/auth/password-reset", status_code=202, dependencies=[Public])
+async def password_reset_route(
+    body: PasswordResetRequest, session: SessionDep, settings: SettingsDep
+) -> None:
+    """Mail a link that sets a new password (it works once, within an hour) to the account
+    with this address. The answer is 202 whether there is one or not: it tells nobody who has
+    an account. A new request replaces the links sent before."""
+    await recovery.request_reset(session, email=body.email, settings=settings)
+
+
+class PasswordReset(RequestBody):
+    token: str = Field(min_length=1, max_length=200, description="From the e-mailed link")
+    password: Password
+
+
+@router.post("/v1/auth/password-reset/confirm", status_code=204, dependencies=[Public])
+async def password_reset_confirm_route(body: PasswordReset, session: SessionDep) -> None:
+    """Set a new password with an e-mailed reset token. Every session of the account ends
+    (their refresh tokens stop working at once); sign in again. 422 `invalid_reset_token`,
+    `reset_token_used` (this link, or a later one, was used already), `reset_token_expired`."""
+    await recovery.confirm_reset(session, token=body.token, password=body.password)

@@ -48,6 +48,7 @@ from api.core.object_store import build_object_store
 from api.core.observability import Metrics, configure_logging
 from api.core.rate_limits import forget_old_windows
 from api.core.settings import DatabaseSettings, Settings
+from api.events.mail import send_mail_at
 from api.events.outbox import forget_old_events
 from api.events.webhook_delivery import deliver_due
 from api.work.reservations import sweep
@@ -269,6 +270,7 @@ WORK: dict[str, Work] = {
     "reconcile_uploads": reconcile_uploads_at,
     "sanitize_photos": sanitize_photos_at,
     "deliver_webhooks": deliver_webhooks_at,
+    "send_mail": lambda res, now: send_mail_at(res.sessionmaker, res.settings.mail),
 }
 
 
@@ -287,6 +289,7 @@ purge_positions = _periodic_task("purge_positions", purge_positions_at)
 reconcile_uploads = _periodic_task("reconcile_uploads", reconcile_uploads_at)
 sanitize_photos = _periodic_task("sanitize_photos", sanitize_photos_at)
 deliver_webhooks = _periodic_task("deliver_webhooks", deliver_webhooks_at)
+send_mail = _periodic_task("send_mail", WORK["send_mail"])
 TASKS = {
     "expire_reservations": expire_reservations,
     "settle_overdue": settle_overdue,
@@ -294,6 +297,7 @@ TASKS = {
     "reconcile_uploads": reconcile_uploads,
     "sanitize_photos": sanitize_photos,
     "deliver_webhooks": deliver_webhooks,
+    "send_mail": send_mail,
 }
 
 

@@ -1002,3 +1002,44 @@ class Notification(Base):
     read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_notification_user_id_created_at", "user_id", "created_at"),)
+
+class AccountToken(Base):
+    """A single-use token sent by e-mail (a password reset), kept as its SHA-256 only."""
+
+    __tablename__ = "account_token"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("purpose IN ('password_reset')", name="purpose_known"),
+        Index("ix_account_token_user_id_purpose", "user_id", "purpose"),
+    )
+
+
+class MailOutbox(Base):
+    """An e-mail to send, written in the transaction of the change it tells of (nothing is sent
+    for a change rolled back), sent by the job worker (api.events.mail), kept once sent."""
+
+    __tablename__ = "mail_outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint("(sent_at IS NULL) = (next_attempt_at IS NOT NULL)", name="due_or_sent"),
+        Index("ix_mail_outbox_due", "next_attempt_at", postgresql_where=text("sent_at IS NULL")),
+    )

@@ -48,6 +48,29 @@ class AuthSettings(BaseSettings):
     sign_in_backoff_s: int = Field(15, ge=1, le=3600)
     sign_in_backoff_cap_s: int = Field(300, ge=1, le=3600)
     sign_in_failures_per_address_per_minute: int = Field(20, ge=1, le=100_000)
+    # A password reset link works once, for this long.
+    password_reset_minutes: int = Field(60, ge=5, le=24 * 60)
+
+
+class MailSettings(BaseSettings):
+    """Account e-mail (password reset), sent over SMTP by the job worker from the outbox; an
+    attempt that fails is retried, waiting ``backoff_base_s`` doubling up to ``backoff_cap_s``."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRAIN_MAIL_")
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    # Implicit TLS (usually port 465), or STARTTLS on a plain connection (usually 587).
+    smtp_tls: bool = False
+    smtp_starttls: bool = False
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    from_address: str = "Terrain <no-reply@terrain.invalid>"
+    # The page of the app that takes a reset token: the token is appended.
+    password_reset_url: str = "http://localhost:8000/reset-password?token="
+    backoff_base_s: float = Field(30.0, gt=0)
+    backoff_cap_s: float = Field(3600.0, gt=0)
 
 
 class WorkSettings(BaseSettings):
@@ -231,6 +254,7 @@ class JobSettings(BaseSettings):
     reconcile_uploads_cron: str = "47 * * * *"
     sanitize_photos_cron: str = "* * * * *"
     deliver_webhooks_cron: str = "* * * * * */5"
+    send_mail_cron: str = "* * * * * */5"
     # Succeeded jobs are kept this long (for an operator to look at), then forgotten.
     history_hours: int = Field(24, ge=1, le=24 * 90)
     # The worker's own Prometheus endpoint (its process and what its jobs did); 0 turns it off.
@@ -266,6 +290,7 @@ class Settings(BaseSettings):
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> Settings:

@@ -292,6 +292,13 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
         (401,) * 6,
     ),
     ("POST", "/v1/auth/sign-out", None, (401, 204, 204, 204, 204, 204)),
+    ("POST", "/v1/auth/password-reset", lambda w: {"json": {"email": w.worker_email}}, (202,) * 6),
+    (
+        "POST",
+        "/v1/auth/password-reset/confirm",
+        lambda w: {"json": {"token": "not-a-reset-token", "password": "long enough pw"}},
+        (422,) * 6,
+    ),
     ("GET", "/v1/me/sessions", None, (401, 200, 200, 200, 200, 200)),
     ("DELETE", "/v1/me/sessions/{missing_id}", None, (401, 404, 404, 404, 404, 404)),
     (

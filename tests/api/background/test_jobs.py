@@ -287,6 +287,7 @@ async def test_every_worker_defers_each_tick_and_the_database_keeps_one(db, app,
         "expire_reservations",
         "forget_finished_jobs",
         "sanitize_photos",
+        "send_mail",
         "settle_overdue",
     ]
     assert [(row["task_name"], row["args"], row["n"]) for row in rows] == [
