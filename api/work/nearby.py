@@ -144,6 +144,7 @@ class CampaignDetails:
 
     @staticmethod
     def of(request: Request) -> CampaignDetails:
+        """The app's, made with its first list."""
         state = request.app.state
         details: CampaignDetails | None = getattr(state, "nearby_campaigns", None)
         if details is None:
@@ -232,7 +233,8 @@ class _Asked:
 
     @staticmethod
     def of(request: Request) -> _Asked:
-        """What ``nearby_query`` made of them; nothing if FastAPI refused them first."""
+        """What ``nearby_query`` made of the parameters; nothing if FastAPI refused them, in
+        which case it did not run."""
         asked: _Asked | None = getattr(request.state, "nearby_asked", None)
         return _Asked() if asked is None else asked
 
