@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, Strict
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -158,6 +158,10 @@ class NotificationPage(BaseModel):
     unread: int = Field(description="How many of your notifications are unread, in all")
 
 
+# The largest integer a JSON number carries exactly (and a JavaScript client can hold).
+MAX_JSON_INT = 2**53 - 1
+
+
 def _iso_time(value: Any) -> datetime:
     if not isinstance(value, str):
         raise ValueError("a time is an ISO 8601 string")
@@ -165,9 +169,9 @@ def _iso_time(value: Any) -> datetime:
 
 
 class MarkReadIn(RequestBody):
-    # A JSON number is an id, a string a time: never a number read as a timestamp.
+    # A number is an id, an ISO 8601 string a time: never a number read as a timestamp.
     up_to: (
-        Annotated[int, Strict(), Field(ge=1, le=MAX_BIGINT)]
+        Annotated[int, Field(ge=1, le=MAX_JSON_INT)]
         | Annotated[AwareDatetime, BeforeValidator(_iso_time)]
     ) = Field(
         description="A notification id, or a time (ISO 8601, with its offset): that "

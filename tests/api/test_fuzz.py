@@ -106,6 +106,8 @@ ACCEPTED_REFUSALS: dict[str, dict[str, str]] = {
         f"body: {_VALUE_ERROR}the store location must lie inside": "location and footprint",
     },
     "GET /v1/stores": {"invalid_bbox": "four numbers in order west, south, east, north"},
+    "GET /v1/me/submissions": {"unknown_cursor": "state: an id from one's own earlier page"},
+    "GET /v1/me/notifications": {"unknown_cursor": "state: an id from one's own earlier page"},
     "POST /v1/stores/import": {
         code: "the file's contents"
         for code in (
