@@ -83,6 +83,9 @@ class UserOut(Out):
     email: str
     display_name: str
     role: Role
+    email_verified: bool = Field(
+        description="The link mailed on registration was opened (POST /v1/auth/verify-email)"
+    )
     organization: OwnOrganizationOut | None = None
     suspension: SuspensionOut | None = Field(
         None, description="The suspension in force or last lifted, with its reason and appeal"
@@ -124,6 +127,7 @@ async def user_out(session: AsyncSession, user: User) -> UserOut:
         email=user.email,
         display_name=user.display_name,
         role=user.role,
+        email_verified=await recovery.email_verified(session, user.id),
         organization=OwnOrganizationOut.model_validate(organization) if organization else None,
         suspension=suspension_out(suspension) if suspension else None,
     )
@@ -314,12 +318,20 @@ async def confirm_password(
 
 
 @router.post("/v1/auth/register", status_code=201, dependencies=[Public])
-async def register_route(form: Registration, session: SessionDep) -> UserOut:
+async def register_route(form: Registration, session: SessionDep, settings: SettingsDep) -> UserOut:
     """Create a worker account, or a client account that creates or joins an organization.
+    A link to confirm the address is mailed to it (POST /v1/auth/verify-email).
 
     Reviewers and admins are created by an admin with ``python -m api.cli create-user``.
     """
     user = await register(session, form)
+    await recovery.send_verification(
+        session,
+        user_id=user.id,
+        email=user.email,
+        display_name=user.display_name,
+        settings=settings,
+    )
     return await user_out(session, user)
 
 
@@ -569,3 +581,31 @@ async def password_reset_confirm_route(body: PasswordReset, session: SessionDep)
     (their refresh tokens stop working at once); sign in again. 422 `invalid_reset_token`,
     `reset_token_used` (this link, or a later one, was used already), `reset_token_expired`."""
     await recovery.confirm_reset(session, token=body.token, password=body.password)
+
+
+class EmailVerification(RequestBody):
+    token: str = Field(min_length=1, max_length=200, description="From the e-mailed link")
+
+
+@router.post("/v1/auth/verify-email", status_code=204, dependencies=[Public])
+async def verify_email_route(body: EmailVerification, session: SessionDep) -> None:
+    """Confirm an account's e-mail address with the token of the link mailed to it. 422
+    `invalid_verification_token`, `verification_token_used`, `verification_token_expired`."""
+    await recovery.verify_email(session, token=body.token)
+
+
+@router.post("/v1/me/verification-email", status_code=202)
+async def resend_verification_route(
+    user: UserEvenSuspended, session: SessionDep, settings: SettingsDep
+) -> None:
+    """Mail a new link to confirm your address (the earlier ones stop working). 409
+    `email_already_verified`."""
+    if await recovery.email_verified(session, user.id):
+        raise Conflict("Your e-mail address is verified already.", code="email_already_verified")
+    await recovery.send_verification(
+        session,
+        user_id=user.id,
+        email=user.email,
+        display_name=user.display_name,
+        settings=settings,
+    )

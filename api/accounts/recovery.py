@@ -1,7 +1,7 @@
-"""Password reset by e-mail: a single-use token, valid ``password_reset_minutes``, sent in a
-link. Asking always answers the same whether an account has the address or not, so the
-answer tells nobody who has an account; the token sets a new password and ends every
-session."""
+"""Address verification and password reset by e-mail, each by a single-use token sent in a
+link. Asking for a password reset always answers the same whether an account has the address
+or not, so the answer tells nobody who has an account; the token, valid
+``password_reset_minutes``, sets a new password and ends every session."""
 
 from __future__ import annotations
 
@@ -121,5 +121,100 @@ async def confirm_reset(session: AsyncSession, *, token: str, password: str) -> 
         object_type="user",
         object_id=user_id,
         sessions_revoked=revoked,
+    )
+    return user_id
+
+
+# Address verification: a link mailed on registration (and again on request) whose use proves
+# the account's owner reads the address: the address is verified once one was used. A new link
+# replaces (deletes) the unused ones sent before.
+_ISSUE_VERIFICATION = """
+    WITH earlier AS (
+        DELETE FROM account_token
+        WHERE user_id = $1 AND purpose = 'email_verification' AND used_at IS NULL
+    )
+    INSERT INTO account_token (token_sha256, user_id, purpose, expires_at)
+    VALUES ($2, $1, 'email_verification', now() + make_interval(hours => $3))
+"""
+
+
+async def send_verification(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    email: str,
+    display_name: str,
+    settings: Settings,
+) -> None:
+    token, digest = new_refresh_token()
+    hours = settings.auth.email_verification_hours
+    connection = await driver(session, begun=True)
+    await connection.execute(_ISSUE_VERIFICATION, user_id, digest, hours)
+    await queue_mail(
+        session,
+        to=email,
+        subject="Confirm your Terrain e-mail address",
+        body=(
+            f"Hello {display_name},\n\n"
+            "Please confirm that this address is yours by opening this link "
+            f"(it works once, within {hours} hours):\n\n"
+            f"{settings.mail.verify_email_url}{token}\n\n"
+            "If you did not create a Terrain account, ignore this message.\n"
+        ),
+    )
+
+
+async def email_verified(session: AsyncSession, user_id: uuid.UUID) -> bool:
+    connection = await driver(session)
+    return bool(await connection.fetchval(_VERIFIED, user_id))
+
+
+_VERIFIED = """
+    SELECT EXISTS (
+        SELECT 1 FROM account_token WHERE user_id = $1 AND purpose = 'email_verification'
+          AND used_at IS NOT NULL
+    )
+"""
+_SPEND_VERIFICATION = """
+    UPDATE account_token SET used_at = now()
+    WHERE token_sha256 = $1 AND purpose = 'email_verification' AND used_at IS NULL
+      AND expires_at > now()
+    RETURNING user_id
+"""
+_WHY_NOT_VERIFIED = """
+    SELECT used_at IS NOT NULL AS used FROM account_token
+    WHERE token_sha256 = $1 AND purpose = 'email_verification'
+"""
+
+
+async def verify_email(session: AsyncSession, *, token: str) -> uuid.UUID:
+    """Mark the token's address verified; 422 ``invalid_verification_token`` (unknown, or
+    replaced by a later link), ``verification_token_used``, ``verification_token_expired``."""
+    digest = refresh_token_digest(token)
+    connection = await driver(session, begun=True)
+    user_id = await connection.fetchval(_SPEND_VERIFICATION, digest)
+    if user_id is None:
+        why = await connection.fetchrow(_WHY_NOT_VERIFIED, digest)
+        if why is None:
+            raise Invalid(
+                "This verification link is not valid (a later one may have replaced it).",
+                code="invalid_verification_token",
+            )
+        if why["used"]:
+            raise Invalid(
+                "This address was verified with this link already.",
+                code="verification_token_used",
+            )
+        raise Invalid(
+            "This verification link expired: ask for a new one (POST /v1/me/verification-email).",
+            code="verification_token_expired",
+        )
+    await audit.record(
+        session,
+        actor_id=user_id,
+        subject_id=user_id,
+        action="user.email_verified",
+        object_type="user",
+        object_id=user_id,
     )
     return user_id

@@ -1003,8 +1003,10 @@ class Notification(Base):
 
     __table_args__ = (Index("ix_notification_user_id_created_at", "user_id", "created_at"),)
 
+
 class AccountToken(Base):
-    """A single-use token sent by e-mail (a password reset), kept as its SHA-256 only."""
+    """A single-use token sent by e-mail (a password reset, an address to verify), kept as its
+    SHA-256 only. An account's address is verified once a verification token of it was used."""
 
     __tablename__ = "account_token"
 
@@ -1016,7 +1018,9 @@ class AccountToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
-        CheckConstraint("purpose IN ('password_reset')", name="purpose_known"),
+        CheckConstraint(
+            "purpose IN ('password_reset', 'email_verification')", name="purpose_known"
+        ),
         Index("ix_account_token_user_id_purpose", "user_id", "purpose"),
     )
 

@@ -50,6 +50,8 @@ class AuthSettings(BaseSettings):
     sign_in_failures_per_address_per_minute: int = Field(20, ge=1, le=100_000)
     # A password reset link works once, for this long.
     password_reset_minutes: int = Field(60, ge=5, le=24 * 60)
+    # An address verification link, sent on registration, works once, for this long.
+    email_verification_hours: int = Field(72, ge=1, le=24 * 30)
 
 
 class MailSettings(BaseSettings):
@@ -69,6 +71,7 @@ class MailSettings(BaseSettings):
     from_address: str = "Terrain <no-reply@terrain.invalid>"
     # The page of the app that takes a reset token: the token is appended.
     password_reset_url: str = "http://localhost:8000/reset-password?token="
+    verify_email_url: str = "http://localhost:8000/verify-email?token="
     backoff_base_s: float = Field(30.0, gt=0)
     backoff_cap_s: float = Field(3600.0, gt=0)
 

@@ -292,6 +292,13 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
         (401,) * 6,
     ),
     ("POST", "/v1/auth/sign-out", None, (401, 204, 204, 204, 204, 204)),
+    (
+        "POST",
+        "/v1/auth/verify-email",
+        lambda w: {"json": {"token": "not-a-verification-token"}},
+        (422,) * 6,
+    ),
+    ("POST", "/v1/me/verification-email", None, (401, 202, 202, 202, 202, 202)),
     ("POST", "/v1/auth/password-reset", lambda w: {"json": {"email": w.worker_email}}, (202,) * 6),
     (
         "POST",

@@ -1,5 +1,5 @@
-"""Single-use e-mailed tokens (``account_token``: password reset) and the e-mail outbox
-(``mail_outbox``), which the job worker sends over SMTP.
+"""Single-use e-mailed tokens (``account_token``: password reset, address verification) and
+the e-mail outbox (``mail_outbox``), which the job worker sends over SMTP.
 
 Revision ID: 0022
 Revises: 0021
@@ -29,7 +29,8 @@ def upgrade() -> None:
             CONSTRAINT pk_account_token PRIMARY KEY (token_sha256),
             CONSTRAINT fk_account_token_user_id_user FOREIGN KEY (user_id)
                 REFERENCES "user" (id) ON DELETE CASCADE,
-            CONSTRAINT ck_account_token_purpose_known CHECK (purpose IN ('password_reset'))
+            CONSTRAINT ck_account_token_purpose_known
+                CHECK (purpose IN ('password_reset', 'email_verification'))
         )
         """
     )

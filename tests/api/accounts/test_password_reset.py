@@ -5,10 +5,12 @@ the rows, never by waiting."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import hashlib
 import re
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -35,16 +37,24 @@ class Inbox:
         return "250 Message accepted"
 
 
-@pytest.fixture
-def smtp(settings):
+@contextlib.contextmanager
+def smtp_server(settings) -> Iterator[Inbox]:
     """An SMTP server on a loopback port, which the mail settings point at."""
     inbox = Inbox()
     port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     settings.mail.smtp_port = port
-    yield inbox
-    controller.stop()
+    try:
+        yield inbox
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp(settings) -> Iterator[Inbox]:
+    with smtp_server(settings) as inbox:
+        yield inbox
 
 
 async def send(app) -> tuple[int, int]:
