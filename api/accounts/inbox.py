@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core.deps import SessionDep, SettingsDep, UserEvenSuspended, WorkerEvenSuspended
-from api.core.errors import Invalid, NotFound
+from api.core.errors import NotFound, unknown_cursor
 from api.core.models import SubmissionStatus, Verdict
 from api.core.schemas import ERROR_RESPONSES, MAX_BIGINT, RequestBody
 from api.events.notifications import message
@@ -23,10 +23,6 @@ router = APIRouter(tags=["my data"], responses=ERROR_RESPONSES)
 
 PageSize = Annotated[int, Query(ge=1, le=500)]
 NEXT_CURSOR = "Pass as ?cursor= for the next page; None on the last"
-
-
-def _unknown_cursor() -> Invalid:
-    return Invalid("The cursor names nothing of yours in this list.", code="unknown_cursor")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,7 +94,7 @@ async def my_submissions(
     if cursor is not None and (
         await session.scalar(_MY_SUBMISSION, {"cursor": cursor, "worker_id": worker_id}) is None
     ):
-        raise _unknown_cursor()
+        raise unknown_cursor()
     rows = (
         await session.execute(
             _MY_SUBMISSIONS,
@@ -236,7 +232,7 @@ async def notifications(
     if cursor is not None and (
         await session.scalar(_MINE, {"id": cursor, "user_id": user_id}) is None
     ):
-        raise _unknown_cursor()
+        raise unknown_cursor()
     rows = (
         await session.execute(
             _NOTIFICATIONS,

@@ -56,6 +56,11 @@ class Invalid(DomainError):
     code = "invalid"
 
 
+def unknown_cursor() -> Invalid:
+    """A page's cursor that names nothing of the caller's in that list."""
+    return Invalid("The cursor names nothing of yours in this list.", code="unknown_cursor")
+
+
 class PayloadTooLarge(DomainError):
     code = "payload_too_large"
 

@@ -9,16 +9,16 @@ import logging
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
-from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
-from sqlalchemy import func, select, text, update
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import audit
 from api.core.deps import CurrentWorker, SessionDep, SettingsDep, driver
-from api.core.errors import Conflict, NotFound
+from api.core.errors import Conflict, NotFound, unknown_cursor
 from api.core.idempotency import IdempotencyKeyHeader, idempotent
 from api.core.models import (
     Campaign,
@@ -53,6 +53,9 @@ class ReservationOut(BaseModel):
 
 class ReservationList(BaseModel):
     items: list[ReservationOut]
+    next_cursor: str | None = Field(
+        None, description="Pass as ?cursor= for the next page; None on the last"
+    )
 
 
 def effective_state(reservation: Reservation) -> ReservationState:
@@ -317,26 +320,50 @@ async def reserve_route(
     )
 
 
-async def active_reservations(session: AsyncSession, worker_id: uuid.UUID) -> list[Reservation]:
-    """The worker's reservations still running, soonest expiry first."""
-    return list(
-        await session.scalars(
-            select(Reservation)
-            .where(
-                Reservation.worker_id == worker_id,
-                Reservation.state == ReservationState.active,
-                Reservation.expires_at > func.now(),
-            )
-            .order_by(Reservation.expires_at)
+async def active_reservations(
+    session: AsyncSession, worker_id: uuid.UUID, *, limit: int, cursor: uuid.UUID | None = None
+) -> list[Reservation]:
+    """The worker's reservations still running, soonest expiry first: ``limit`` of them, after
+    the reservation ``cursor`` names (422 unknown_cursor when it names none of theirs)."""
+    query = (
+        select(Reservation)
+        .where(
+            Reservation.worker_id == worker_id,
+            Reservation.state == ReservationState.active,
+            Reservation.expires_at > func.now(),
         )
+        .order_by(Reservation.expires_at, Reservation.id)
+        .limit(limit)
     )
+    if cursor is not None:
+        after = (
+            await session.execute(
+                select(Reservation.expires_at, Reservation.id).where(
+                    Reservation.id == cursor, Reservation.worker_id == worker_id
+                )
+            )
+        ).one_or_none()
+        if after is None:
+            raise unknown_cursor()
+        query = query.where(
+            tuple_(Reservation.expires_at, Reservation.id) > tuple_(after.expires_at, after.id)
+        )
+    return list(await session.scalars(query))
 
 
 @router.get("/v1/me/reservations")
-async def my_reservations_route(worker: CurrentWorker, session: SessionDep) -> ReservationList:
-    """Your active reservations, soonest expiry first."""
-    reservations = await active_reservations(session, worker.id)
-    return ReservationList(items=[await reservation_out(session, r) for r in reservations])
+async def my_reservations_route(
+    worker: CurrentWorker,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: uuid.UUID | None = None,
+) -> ReservationList:
+    """Your active reservations, soonest expiry first, one page at a time."""
+    reservations = await active_reservations(session, worker.id, limit=limit + 1, cursor=cursor)
+    return ReservationList(
+        items=[await reservation_out(session, r) for r in reservations[:limit]],
+        next_cursor=str(reservations[limit - 1].id) if len(reservations) > limit else None,
+    )
 
 
 @router.get("/v1/reservations/{reservation_id}")

@@ -108,6 +108,7 @@ ACCEPTED_REFUSALS: dict[str, dict[str, str]] = {
     "GET /v1/stores": {"invalid_bbox": "four numbers in order west, south, east, north"},
     "GET /v1/me/submissions": {"unknown_cursor": "state: an id from one's own earlier page"},
     "GET /v1/me/notifications": {"unknown_cursor": "state: an id from one's own earlier page"},
+    "GET /v1/me/reservations": {"unknown_cursor": "state: an id from one's own earlier page"},
     "POST /v1/stores/import": {
         code: "the file's contents"
         for code in (

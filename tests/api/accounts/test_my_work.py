@@ -195,3 +195,57 @@ async def test_my_submissions_page_with_a_cursor_and_refuse_a_foreign_one(http, 
     assert (bad.status_code, bad.json()["code"]) == (422, "invalid_request")
     assert await table_fingerprint(db) == before
     assert [i["id"] for i in (await mine(http, other))["items"]] == [theirs["id"]]
+
+
+async def test_my_reservations_page_with_a_cursor_soonest_expiry_first(http, factory, db):
+    client = await factory.account(Role.client)
+    worker, other = await factory.account(Role.worker), await factory.account(Role.worker)
+    stores = await factory.stores_at(
+        client.organization_id, [(STORE[0] + n / 1000, STORE[1]) for n in range(4)]
+    )
+    _, task_ids = await factory.campaign(client, stores)
+    held = [await reserve(http, worker, task_id) for task_id in task_ids[:3]]
+    theirs = await reserve(http, other, task_ids[3])
+    # The last two expire at one instant: the id breaks the tie.
+    await db.execute(
+        "UPDATE reservation SET expires_at = (SELECT expires_at FROM reservation WHERE id = $1) "
+        "WHERE id = $2",
+        uuid.UUID(held[1]),
+        uuid.UUID(held[2]),
+    )
+    expected = [
+        str(r["id"])
+        for r in await db.fetch(
+            "SELECT id FROM reservation WHERE worker_id = $1 ORDER BY expires_at, id", worker.id
+        )
+    ]
+    assert sorted(expected) == sorted(held)
+
+    async def page(**params) -> dict:
+        response = await http.get("/v1/me/reservations", headers=worker.headers, params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    first = await page(limit=2)
+    assert ([r["id"] for r in first["items"]], first["next_cursor"]) == (expected[:2], expected[1])
+    second = await page(limit=2, cursor=first["next_cursor"])
+    assert ([r["id"] for r in second["items"]], second["next_cursor"]) == (expected[2:], None)
+    everything = await page()
+    assert ([r["id"] for r in everything["items"]], everything["next_cursor"]) == (expected, None)
+    # A cursor whose reservation ended meanwhile still marks where the next page starts.
+    ended = await http.delete(f"/v1/reservations/{expected[1]}", headers=worker.headers)
+    assert ended.status_code == 204
+    after = await page(limit=2, cursor=expected[1])
+    assert ([r["id"] for r in after["items"]], after["next_cursor"]) == (expected[2:], None)
+
+    before = await table_fingerprint(db)
+    for cursor in (theirs, str(uuid.uuid4())):
+        refused = await http.get(
+            "/v1/me/reservations", headers=worker.headers, params={"cursor": cursor}
+        )
+        assert refused.status_code == 422
+        assert refused.json() == {
+            "detail": "The cursor names nothing of yours in this list.",
+            "code": "unknown_cursor",
+        }
+    assert await table_fingerprint(db) == before
