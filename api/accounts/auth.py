@@ -421,7 +421,10 @@ CurrentSessionId = Annotated[uuid.UUID | None, Depends(current_session_id)]
 
 class RefreshIn(RequestBody):
     refresh_token: str = Field(
-        min_length=1, max_length=200, description="The refresh token of the latest pair"
+        min_length=1,
+        max_length=200,
+        pattern=trimmed_min(1),
+        description="The refresh token of the latest pair",
     )
 
 
@@ -571,7 +574,9 @@ async def password_reset_route(
 
 
 class PasswordReset(RequestBody):
-    token: str = Field(min_length=1, max_length=200, description="From the e-mailed link")
+    token: str = Field(
+        min_length=1, max_length=200, pattern=trimmed_min(1), description="From the e-mailed link"
+    )
     password: Password
 
 
@@ -584,7 +589,9 @@ async def password_reset_confirm_route(body: PasswordReset, session: SessionDep)
 
 
 class EmailVerification(RequestBody):
-    token: str = Field(min_length=1, max_length=200, description="From the e-mailed link")
+    token: str = Field(
+        min_length=1, max_length=200, pattern=trimmed_min(1), description="From the e-mailed link"
+    )
 
 
 @router.post("/v1/auth/verify-email", status_code=204, dependencies=[Public])

@@ -99,6 +99,22 @@ ACCEPTED_REFUSALS: dict[str, dict[str, str]] = {
         "domains (.test, .example) that the email format allows",
         "unknown_join_code": "an existing organization's join code",
     },
+    "POST /v1/auth/password-reset": {
+        "body.email: value is not a valid email address": "email-validator refuses reserved "
+        "domains (.test, .example) that the email format allows",
+    },
+    "POST /v1/auth/password-reset/confirm": {
+        code: "state: a token from a mailed link, unused and unexpired"
+        for code in ("invalid_reset_token", "reset_token_used", "reset_token_expired")
+    },
+    "POST /v1/auth/verify-email": {
+        code: "state: a token from a mailed link, unused and unexpired"
+        for code in (
+            "invalid_verification_token",
+            "verification_token_used",
+            "verification_token_expired",
+        )
+    },
     "POST /v1/stores": {
         f"body.timezone: {_VALUE_ERROR}": "the IANA time zone database",
         f"body.opening_hours: {_VALUE_ERROR}": "the opening hours syntax",
