@@ -12,13 +12,18 @@ from geoalchemy2 import WKTElement
 from sqlalchemy import func, insert
 
 from api.core.models import (
+    AccountToken,
     Alert,
     AlertArea,
     Appeal,
     AuditEvent,
+    AuthRefreshToken,
+    AuthSession,
     Dispute,
     IdempotencyKey,
     LedgerEntry,
+    MailOutbox,
+    Notification,
     PayoutBatch,
     Photo,
     PhotoState,
@@ -248,6 +253,40 @@ async def a_row_in_every_table(db: asyncpg.Connection, factory: Factory) -> None
                 bucket="reservations",
                 window_start=func.date_trunc("minute", func.now()),
                 hits=1,
+            )
+        )
+    )
+    session_id = await db.fetchval(
+        *compiled(
+            insert(AuthSession)
+            .values(user_id=worker.id, device="Phone", expires_at=func.now() + timedelta(days=1))
+            .returning(AuthSession.id)
+        )
+    )
+    await db.execute(
+        *compiled(insert(AuthRefreshToken).values(token_sha256="cd" * 32, session_id=session_id))
+    )
+    await db.execute(
+        *compiled(
+            insert(Notification).values(
+                user_id=worker.id, kind="submission.approved", data={"reward_cents": 600}
+            )
+        )
+    )
+    await db.execute(
+        *compiled(
+            insert(AccountToken).values(
+                token_sha256="ef" * 32,
+                user_id=worker.id,
+                purpose="password_reset",
+                expires_at=func.now() + timedelta(hours=1),
+            )
+        )
+    )
+    await db.execute(
+        *compiled(
+            insert(MailOutbox).values(
+                to_address="worker@example.org", subject="Reset", body="A link"
             )
         )
     )
