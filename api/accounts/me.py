@@ -146,6 +146,12 @@ _EXPORT: dict[str, str] = {
         FROM alert_area WHERE worker_id = :worker_id ORDER BY created_at""",
     "alerts": """
         SELECT id, task_id, created_at FROM alert WHERE worker_id = :worker_id ORDER BY id""",
+    "notifications": """
+        SELECT id, kind, data, created_at, read_at
+        FROM notification WHERE user_id = :worker_id ORDER BY id""",
+    "sessions": """
+        SELECT id, device, created_at, last_used_at, expires_at, revoked_at, revoked_reason
+        FROM auth_session WHERE user_id = :worker_id ORDER BY created_at""",
 }
 
 
@@ -203,6 +209,14 @@ _ERASE = text(
         DELETE FROM alert_area WHERE worker_id = :worker_id RETURNING id
     ), alerts AS (
         DELETE FROM alert WHERE worker_id = :worker_id RETURNING id
+    ), notices AS (
+        DELETE FROM notification WHERE user_id = :worker_id RETURNING id
+    ), links AS (
+        DELETE FROM account_token WHERE user_id = :worker_id RETURNING 1
+    ), mails AS (
+        -- Mail to the address being erased, sent or not: it holds the address and the links.
+        DELETE FROM mail_outbox
+        WHERE to_address = (SELECT email FROM "user" WHERE id = :worker_id) RETURNING id
     ), account AS (
         UPDATE "user" SET email = 'erased-' || id || '@erased.invalid',
                display_name = 'Erased account', password_hash = '!', deleted_at = now()

@@ -249,7 +249,15 @@ async def test_export_holds_everything_about_the_worker_and_nothing_of_others(ht
     actions = [(e["action"], e["object_id"], e["by_you"]) for e in export["audit_events"]]
     assert ("reservation.created", work.reservation_id, True) in actions
     assert ("submission.created", work.submission["id"], True) in actions
-    for name in ("appeals", "suspensions", "task_reports", "alert_areas", "alerts"):
+    for name in (
+        "appeals",
+        "suspensions",
+        "task_reports",
+        "alert_areas",
+        "alerts",
+        "notifications",
+        "sessions",
+    ):
         assert export[name] == [], name
 
     other_export = await http.get("/v1/me/export", headers=other.headers)
@@ -286,6 +294,26 @@ async def test_erasure_keeps_the_ledger_and_removes_everything_personal(http, fa
     store = app.state.object_store
     account_sql = 'SELECT email, display_name, password_hash, deleted_at FROM "user" WHERE id = $1'
     account = await db.fetchrow(account_sql, worker.id)
+    # A reset link mailed to the address, and a notification: personal, erased with the rest.
+    reset = await http.post("/v1/auth/password-reset", json={"email": worker.email})
+    assert reset.status_code == 202
+    await db.execute(
+        "INSERT INTO notification (user_id, kind, data) VALUES ($1, 'submission.approved', '{}')",
+        worker.id,
+    )
+    mine = {
+        "notification": "SELECT count(*) FROM notification WHERE user_id = $1",
+        "account_token": "SELECT count(*) FROM account_token WHERE user_id = $1",
+        "mail_outbox": "SELECT count(*) FROM mail_outbox WHERE to_address = "
+        '(SELECT email FROM "user" WHERE id = $1)',
+    }
+    assert {t: await db.fetchval(sql, worker.id) for t, sql in mine.items()} == dict.fromkeys(
+        mine, 1
+    )
+    exported = (await http.get("/v1/me/export", headers=worker.headers)).json()
+    assert [(n["kind"], n["read_at"]) for n in exported["notifications"]] == [
+        ("submission.approved", None)
+    ]
 
     before = await table_fingerprint(db)
     wrong = await erase(http, worker, "not my password")
@@ -295,8 +323,16 @@ async def test_erasure_keeps_the_ledger_and_removes_everything_personal(http, fa
     assert await store.head(key) is not None
     assert (await http.get("/v1/me", headers=worker.headers)).status_code == 200
 
+    mailed_to = worker.email
     erased = await erase(http, worker, PASSWORD)
     assert erased.status_code == 204
+    assert await db.fetchval("SELECT count(*) FROM notification WHERE user_id = $1", worker.id) == 0
+    assert (
+        await db.fetchval("SELECT count(*) FROM account_token WHERE user_id = $1", worker.id) == 0
+    )
+    assert (
+        await db.fetchval("SELECT count(*) FROM mail_outbox WHERE to_address = $1", mailed_to) == 0
+    )
     signin = await http.post(
         "/v1/auth/token", data={"username": worker.email, "password": PASSWORD}
     )
