@@ -317,14 +317,14 @@ nearby_worker.even_suspended = _WORKER.even_suspended  # type: ignore[attr-defin
 @contextlib.asynccontextmanager
 async def _connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
     """A connection of the app's pool, outside any transaction: each statement sees its own
-    snapshot, as GET requests' sessions do. Checked out with ``AsyncEngine.raw_connection``,
-    which skips building an engine ``Connection``; nothing is begun on it through SQLAlchemy,
-    so giving it back (``close``) has no rollback to wait for."""
-    pooled = await request.app.state.engine.raw_connection()
-    try:
+    snapshot, as GET requests' sessions do. Checked out through an engine ``Connection``, whose
+    async close gives the connection back on the event loop that owns it: a pooled connection
+    closed synchronously (``AsyncEngine.raw_connection``'s ``close``) cannot terminate a broken
+    connection there, and one left to the garbage collector after a database restart crashed
+    the process from another thread."""
+    async with request.app.state.engine.connect() as connection:
+        pooled = await connection.get_raw_connection()
         yield cast(asyncpg.Connection, pooled.driver_connection)
-    finally:
-        pooled.close()
 
 
 # --- the search ---------------------------------------------------------------------------------
