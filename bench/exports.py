@@ -27,7 +27,6 @@ import gc
 import hashlib
 import io
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from api.core.db import make_engine, make_sessionmaker  # noqa: E402
 from api.core.models import User  # noqa: E402
 from api.core.settings import DatabaseSettings  # noqa: E402
 from bench import record  # noqa: E402
+from bench.nearby import _dsn, _migrate, _recreate_database  # noqa: E402
 from checklists import Checklist, estimated_minutes  # noqa: E402
 
 CHECKLIST = Checklist.from_dict(
@@ -155,29 +155,6 @@ _SEED = [
 
 CAMPAIGN = uuid.UUID("00000000-0000-0000-0000-0000000000e4")
 CLIENT = uuid.UUID("00000000-0000-0000-0000-0000000000e2")
-
-
-def _dsn(server: str, database: str) -> str:
-    return f"{server.rstrip('/')}/{database}"
-
-
-async def _recreate_database(server: str, database: str) -> None:
-    conn = await asyncpg.connect(_dsn(server, "postgres"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{database}"')
-    finally:
-        await conn.close()
-
-
-def _migrate(sqlalchemy_url: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=ROOT,
-        env={**os.environ, "TERRAIN_DB_URL": sqlalchemy_url},
-        check=True,
-        capture_output=True,
-    )
 
 
 async def seed(server: str, database: str, tasks: int) -> None:
